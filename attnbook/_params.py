@@ -1,0 +1,75 @@
+"""Parameter dicts shared by the layers of all three frameworks.
+
+Parameters are created here in NumPy from a seed, so a layer built with the same arguments and seed holds the same
+numbers in every framework, and ``get_params()`` / ``set_params()`` move them between frameworks unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _spec
+
+
+def _glorot(rng, fan_in, fan_out, dtype):
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
+
+
+def multi_head_shapes(d_model, num_heads, query_dim=None, key_dim=None, value_dim=None, output_dim=None,
+                      use_bias=True):
+    """Shapes of a MultiHeadAttention layer's parameters, after checking the constructor arguments."""
+    d_model = _spec.check_length("d_model", d_model)
+    if not isinstance(num_heads, int) or isinstance(num_heads, bool):
+        raise TypeError(f"num_heads must be a positive integer, got {num_heads!r}")
+    if num_heads < 1 or d_model % num_heads:
+        raise ValueError(f"num_heads = {num_heads} must be a positive integer dividing d_model = {d_model}")
+    dq = d_model if query_dim is None else _spec.check_length("query_dim", query_dim)
+    dk = dq if key_dim is None else _spec.check_length("key_dim", key_dim)
+    dv = dk if value_dim is None else _spec.check_length("value_dim", value_dim)
+    do = dq if output_dim is None else _spec.check_length("output_dim", output_dim)
+    _spec.check_flag("use_bias", use_bias)
+    shapes = {"w_q": (dq, d_model), "w_k": (dk, d_model), "w_v": (dv, d_model), "w_o": (d_model, do)}
+    if use_bias:
+        shapes.update(b_q=(d_model,), b_k=(d_model,), b_v=(d_model,), b_o=(do,))
+    return shapes
+
+
+def additive_shapes(query_dim, key_dim, hidden_dim):
+    dq, dk, h = (_spec.check_length(n, x) for n, x in
+                 (("query_dim", query_dim), ("key_dim", key_dim), ("hidden_dim", hidden_dim)))
+    return {"w_query": (dq, h), "w_key": (dk, h), "v": (h,)}
+
+
+def init(shapes, seed, dtype):
+    """Glorot-uniform matrices, zero biases, and ``v ~ U(-1/sqrt(h), 1/sqrt(h))``, from one NumPy seed."""
+    _spec.check_dtype_name(dtype)
+    rng = np.random.default_rng(seed)
+    np_dtype = "float32" if dtype == "bfloat16" else dtype
+    out = {}
+    for name, shape in shapes.items():
+        if len(shape) == 2:
+            out[name] = _glorot(rng, *shape, np_dtype)
+        elif name == "v":
+            out[name] = rng.uniform(-1, 1, size=shape).astype(np_dtype) / np.sqrt(shape[0]).astype(np_dtype)
+        else:
+            out[name] = np.zeros(shape, np_dtype)
+    return out
+
+
+def check_set(shapes, params):
+    """Check a parameter dict given to ``set_params`` against the layer's shapes; returns NumPy arrays."""
+    if not hasattr(params, "keys"):
+        raise TypeError(f"params must be a mapping of parameter names to arrays, got {type(params).__name__}")
+    missing = sorted(set(shapes) - set(params))
+    unknown = sorted(set(params) - set(shapes))
+    if missing or unknown:
+        raise ValueError(f"params must have exactly the keys {', '.join(shapes)}; missing {missing}, "
+                         f"unknown {unknown}")
+    out = {}
+    for name, shape in shapes.items():
+        value = np.asarray(params[name])
+        if value.shape != tuple(shape):
+            raise ValueError(f"params['{name}'] must have shape {tuple(shape)}, got {value.shape}")
+        out[name] = value
+    return out

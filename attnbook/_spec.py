@@ -1,0 +1,322 @@
+"""Argument checks, written once for all three backends.
+
+A backend turns each array argument into an :class:`Info` (shape, dtype name, device) and calls the checks here,
+so the three frameworks raise the same exception type with the same message for the same mistake. Nothing here
+imports a framework.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+REDUCED_DTYPES = ("float16", "bfloat16")
+MHA_REQUIRED = ("w_q", "w_k", "w_v", "w_o")
+MHA_OPTIONAL = ("b_q", "b_k", "b_v", "b_o")
+
+
+class Info(NamedTuple):
+    """What the checks need to know about one array."""
+
+    shape: tuple
+    dtype: str
+    device: str | None = None
+
+
+def type_error(name, expected, value):
+    return TypeError(f"{name} must be a {expected}, got {type(value).__module__}.{type(value).__qualname__}")
+
+
+def broadcast_shapes(named):
+    """Broadcast shapes given as ``{name: shape}``; ``ValueError`` naming every shape if they do not broadcast."""
+    shapes = list(named.values())
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(-ndim, 0):
+        sizes = {s[axis] for s in shapes if len(s) >= -axis} - {1, None}
+        if len(sizes) > 1:
+            listing = ", ".join(f"{n} {tuple(s)}" for n, s in named.items())
+            raise ValueError(f"the batch axes of {listing} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _differ(a, b):
+    """Two sizes that are known and unequal. ``None`` (a TensorFlow graph-mode size not known yet) matches any."""
+    return a is not None and b is not None and a != b
+
+
+def _fits(shape, target):
+    """True when ``shape`` broadcasts to ``target`` without changing it."""
+    if len(shape) > len(target):
+        return False
+    return all(s == 1 or not _differ(s, t) for s, t in zip(shape[::-1], target[::-1]))
+
+
+def check_float(name, info):
+    if info.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating-point array (float16, bfloat16, float32 or float64), "
+                        f"got dtype {info.dtype}")
+
+
+def check_rank(name, info, rank, layout, exact=False):
+    ok = len(info.shape) == rank if exact else len(info.shape) >= rank
+    if not ok:
+        need = f"rank {rank}" if exact else f"rank >= {rank}"
+        raise ValueError(f"{name} must have {need} {layout}, got shape {tuple(info.shape)}")
+
+
+def check_same_dtype(infos):
+    dtypes = {i.dtype for i in infos.values() if i is not None}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{n} {i.dtype}" for n, i in infos.items() if i is not None)
+        raise TypeError(f"arrays must share one dtype, got {listing}")
+
+
+def check_devices(infos):
+    devices = {i.device for i in infos.values() if i is not None and i.device is not None}
+    if len(devices) > 1:
+        listing = ", ".join(f"{n} on {i.device}" for n, i in infos.items() if i is not None)
+        raise ValueError(f"arrays must be on one device, got {listing}")
+
+
+def check_mask(info, target, what="the score shape"):
+    if info is None:
+        return
+    if info.dtype != "bool":
+        raise TypeError(f"mask must be boolean (True = may attend), got dtype {info.dtype}; "
+                        "convert it with mask_from_keep, mask_from_ignore or mask_from_additive")
+    if not _fits(tuple(info.shape), target):
+        raise ValueError(f"mask of shape {tuple(info.shape)} does not broadcast to {what} {target}")
+
+
+def check_bias(info, target, what="the score shape"):
+    if info is None:
+        return
+    if info.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"bias must be a floating-point array, got dtype {info.dtype}")
+    if not _fits(tuple(info.shape), target):
+        raise ValueError(f"bias of shape {tuple(info.shape)} does not broadcast to {what} {target}")
+
+
+def check_flag(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_scale(scale, d):
+    """Return the scale to use: ``1/sqrt(d)`` for ``None``, else a validated positive finite float."""
+    if scale is None:
+        return 1.0 / math.sqrt(d) if d > 0 else 1.0
+    if not _is_real(scale):
+        raise TypeError(f"scale must be a positive finite number or None, got {scale!r}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    return float(scale)
+
+
+def check_dropout(dropout, seed):
+    if not _is_real(dropout):
+        raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if seed is not None:
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            raise TypeError(f"seed must be a non-negative integer or None, got {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    return float(dropout)
+
+
+def check_softmax(x, axis, mask):
+    """Validate softmax arguments; returns the non-negative axis."""
+    check_float("x", x)
+    if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    ndim = len(x.shape)
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for x of shape {tuple(x.shape)}")
+    check_mask(mask, tuple(x.shape), what="the shape of x")
+    return axis % ndim
+
+
+class Plan(NamedTuple):
+    """Shapes an attention call works with once its arguments are checked."""
+
+    batch: tuple
+    lq: int
+    lk: int
+    d: int
+    dv: int
+    scale: float
+    dropout: float
+
+    @property
+    def score_shape(self):
+        return self.batch + (self.lq, self.lk)
+
+
+def check_attention(query, key, value, mask=None, bias=None, *, causal=False, return_weights=False,
+                    same_d=True, scale=None, dropout=0.0, seed=None, extra=None):
+    """Checks common to every attention function. ``extra`` holds further arrays that must share dtype/device."""
+    for name, info in (("query", query), ("key", key), ("value", value)):
+        check_rank(name, info, 2, "(..., L, d)")
+        check_float(name, info)
+    arrays = {"query": query, "key": key, "value": value, **(extra or {})}
+    check_same_dtype(arrays)
+    check_devices({**arrays, "mask": mask, "bias": bias})
+    check_flag("causal", causal)
+    check_flag("return_weights", return_weights)
+    if same_d and _differ(query.shape[-1], key.shape[-1]):
+        raise ValueError(f"query and key must have the same feature size d, got query {tuple(query.shape)} "
+                         f"and key {tuple(key.shape)}")
+    if _differ(key.shape[-2], value.shape[-2]):
+        raise ValueError(f"key and value must have the same length Lk, got key {tuple(key.shape)} "
+                         f"and value {tuple(value.shape)}")
+    batch = broadcast_shapes({"query": query.shape[:-2], "key": key.shape[:-2], "value": value.shape[:-2]})
+    plan = Plan(batch, query.shape[-2], key.shape[-2], query.shape[-1], value.shape[-1],
+                check_scale(scale, query.shape[-1]), check_dropout(dropout, seed))
+    check_mask(mask, plan.score_shape)
+    check_bias(bias, plan.score_shape)
+    return plan
+
+
+def check_additive(query, key, w_query, w_key, v):
+    for name, info in (("w_query", w_query), ("w_key", w_key)):
+        check_rank(name, info, 2, "(d, h)", exact=True)
+    check_rank("v", v, 1, "(h,)", exact=True)
+    if _differ(w_query.shape[0], query.shape[-1]):
+        raise ValueError(f"w_query must have shape (dq, h) with dq = {query.shape[-1]} from query "
+                         f"{tuple(query.shape)}, got {tuple(w_query.shape)}")
+    if _differ(w_key.shape[0], key.shape[-1]):
+        raise ValueError(f"w_key must have shape (dk, h) with dk = {key.shape[-1]} from key {tuple(key.shape)}, "
+                         f"got {tuple(w_key.shape)}")
+    if not w_query.shape[1] == w_key.shape[1] == v.shape[0]:
+        raise ValueError(f"w_query {tuple(w_query.shape)}, w_key {tuple(w_key.shape)} and v {tuple(v.shape)} "
+                         "must share the hidden size h")
+
+
+def check_bilinear(query, key, w):
+    check_rank("w", w, 2, "(dq, dk)", exact=True)
+    want = (query.shape[-1], key.shape[-1])
+    if _differ(w.shape[0], want[0]) or _differ(w.shape[1], want[1]):
+        raise ValueError(f"w must have shape (dq, dk) = {want} for query {tuple(query.shape)} and key "
+                         f"{tuple(key.shape)}, got {tuple(w.shape)}")
+
+
+def check_params_mapping(params):
+    """``params`` must be a mapping with exactly the known keys; returns the names present."""
+    if not hasattr(params, "keys") or not hasattr(params, "__getitem__"):
+        raise TypeError(f"params must be a mapping of parameter names to arrays, got {type(params).__name__}")
+    names = set(params.keys())
+    missing = [k for k in MHA_REQUIRED if k not in names]
+    if missing:
+        raise ValueError(f"params is missing {', '.join(missing)}; it needs {', '.join(MHA_REQUIRED)} "
+                         f"and may have {', '.join(MHA_OPTIONAL)}")
+    unknown = sorted(names - set(MHA_REQUIRED) - set(MHA_OPTIONAL))
+    if unknown:
+        raise ValueError(f"params has unknown keys {', '.join(map(str, unknown))}; allowed are "
+                         f"{', '.join(MHA_REQUIRED + MHA_OPTIONAL)}")
+    return [k for k in MHA_REQUIRED + MHA_OPTIONAL if k in names]
+
+
+def check_multi_head(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False,
+                     return_weights=False, dropout=0.0, seed=None):
+    """Checks for multi_head_attention; ``params`` is ``{name: Info}``. Returns ``(D, Do)``."""
+    for name, info, layout in (("query", query, "(B, Lq, Dq)"), ("key", key, "(B, Lk, Dk)"),
+                               ("value", value, "(B, Lk, Dv)")):
+        check_rank(name, info, 3, layout, exact=True)
+    if not isinstance(num_heads, numbers.Integral) or isinstance(num_heads, bool):
+        raise TypeError(f"num_heads must be a positive integer, got {num_heads!r}")
+    if num_heads < 1:
+        raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
+    for name in MHA_REQUIRED:
+        check_rank(f"params['{name}']", params[name], 2, "(in, out)", exact=True)
+    for name in MHA_OPTIONAL:
+        if name in params:
+            check_rank(f"params['{name}']", params[name], 1, "(out,)", exact=True)
+    width = params["w_q"].shape[1]
+    for name, x, arg in (("w_q", query, "query"), ("w_k", key, "key"), ("w_v", value, "value")):
+        rows, cols = params[name].shape
+        if _differ(rows, x.shape[-1]):
+            raise ValueError(f"{arg} has feature size {x.shape[-1]} (shape {tuple(x.shape)}) but params['{name}'] "
+                             f"has shape {tuple(params[name].shape)}, expecting {x.shape[-1]} rows")
+        if cols != width:
+            raise ValueError(f"params['{name}'] has shape {tuple(params[name].shape)}; its columns must equal the "
+                             f"model width D = {width} of params['w_q']")
+    if params["w_o"].shape[0] != width:
+        raise ValueError(f"params['w_o'] has shape {tuple(params['w_o'].shape)}; it must have D = {width} rows")
+    want = {"b_q": width, "b_k": width, "b_v": width, "b_o": params["w_o"].shape[1]}
+    for name, n in want.items():
+        if name in params and tuple(params[name].shape) != (n,):
+            raise ValueError(f"params['{name}'] must have shape ({n},), got {tuple(params[name].shape)}")
+    if width % num_heads:
+        raise ValueError(f"num_heads = {num_heads} must divide the model width D = {width}")
+    for name, info in (("query", query), ("key", key), ("value", value)):
+        check_float(name, info)
+    check_same_dtype({"query": query, "key": key, "value": value,
+                      **{f"params['{k}']": v for k, v in params.items()}})
+    check_devices({"query": query, "key": key, "value": value, "mask": mask, "bias": bias,
+                   **{f"params['{k}']": v for k, v in params.items()}})
+    check_flag("causal", causal)
+    check_flag("return_weights", return_weights)
+    if _differ(key.shape[1], value.shape[1]):
+        raise ValueError(f"key and value must have the same length Lk, got key {tuple(key.shape)} "
+                         f"and value {tuple(value.shape)}")
+    (b,) = broadcast_shapes({"query": query.shape[:1], "key": key.shape[:1], "value": value.shape[:1]})
+    target = (b, num_heads, query.shape[1], key.shape[1])
+    check_dropout(dropout, seed)
+    check_mask(mask, target, what="the multi-head score shape (B, H, Lq, Lk) =")
+    check_bias(bias, target, what="the multi-head score shape (B, H, Lq, Lk) =")
+    return width, params["w_o"].shape[1]
+
+
+def check_length(name, value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a non-negative integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def check_lengths(info):
+    if info.dtype not in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"):
+        raise TypeError(f"lengths must be an integer array, got dtype {info.dtype}")
+    check_rank("lengths", info, 1, "(B,)", exact=True)
+
+
+def check_keep(info):
+    if info.dtype == "bool":
+        return
+    if not info.dtype.startswith(("int", "uint")):
+        raise TypeError(f"keep must be a boolean or 0/1 integer array, got dtype {info.dtype}")
+
+
+def check_bool(name, info):
+    if info.dtype != "bool":
+        raise TypeError(f"{name} must be boolean, got dtype {info.dtype}")
+
+
+def check_dtype_name(dtype):
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(FLOAT_DTYPES)}, got {dtype!r}")
+    return dtype
+
+
+def check_positional(length, d_model, base):
+    length = check_length("length", length)
+    d_model = check_length("d_model", d_model)
+    if not _is_real(base) or not (math.isfinite(base) and base > 0):
+        raise ValueError(f"base must be a positive finite number, got {base!r}")
+    return length, d_model
+
+
+def compute_dtype(dtype):
+    """Dtype name in which softmax runs: float32 for reduced-precision inputs."""
+    return "float32" if dtype in REDUCED_DTYPES else dtype

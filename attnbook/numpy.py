@@ -1,0 +1,239 @@
+"""Attention in NumPy: the reference twin, written to be read next to the book.
+
+Every public function has the signature and docstring of its spec in :mod:`attnbook._api`; argument checks live in
+:mod:`attnbook._spec`, so this file holds only the algorithms. Shapes use the letters of ``_api``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _params, _spec
+from ._api import implements
+
+__all__ = [
+    "softmax", "scaled_dot_product_attention", "additive_attention", "bilinear_attention",
+    "multi_head_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
+    "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
+    "MultiHeadAttention", "AdditiveAttention",
+]
+
+
+def _info(name, x):
+    """Describe an array argument for the shared checks; ``None`` stays ``None``."""
+    if x is None:
+        return None
+    if not isinstance(x, np.ndarray):
+        raise _spec.type_error(name, "numpy.ndarray", x)
+    return _spec.Info(x.shape, x.dtype.name)
+
+
+def _masked_softmax(x, allowed, axis=-1):
+    """Softmax over ``axis`` of ``x`` where ``allowed`` (bool or None) is True; empty or all-masked slices -> 0."""
+    if allowed is not None:
+        x = np.where(allowed, x, -np.inf)
+    if x.shape[axis] == 0:
+        return np.zeros(x.shape, x.dtype)
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isneginf(m), 0, m)          # a slice with nothing to attend to: exp(-inf - 0) = 0
+    e = np.exp(x - m)
+    total = np.sum(e, axis=axis, keepdims=True)
+    return e / np.where(total == 0, 1, total)
+
+
+def _allowed(mask, causal, lq, lk):
+    """The boolean "may attend" array: mask AND the top-left causal triangle, or None when nothing is masked."""
+    if causal:
+        tri = np.arange(lq)[:, None] >= np.arange(lk)[None, :]          # (Lq, Lk)
+        return tri if mask is None else mask & tri
+    return mask
+
+
+def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
+    """Normalise ``scores (..., Lq, Lk)`` into weights and take the weighted sum of ``value (..., Lk, dv)``."""
+    weights = _masked_softmax(scores, allowed)
+    if dropout > 0:
+        keep = np.random.default_rng(seed).random(weights.shape) >= dropout
+        weights = np.where(keep, weights / (1.0 - dropout), 0).astype(weights.dtype)
+    out = (weights @ value).astype(dtype)                               # (..., Lq, dv)
+    return (out, weights.astype(dtype)) if return_weights else out
+
+
+@implements
+def softmax(x, axis=-1, mask=None):
+    axis = _spec.check_softmax(_info("x", x), axis, _info("mask", mask))
+    compute = _spec.compute_dtype(x.dtype.name)
+    return _masked_softmax(x.astype(compute), mask, axis).astype(x.dtype)
+
+
+@implements
+def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None,
+                                 dropout=0.0, seed=None, return_weights=False):
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask), _info("bias", bias), causal=causal,
+                                 return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
+    compute = _spec.compute_dtype(query.dtype.name)
+    q, k, v = (a.astype(compute, copy=False) for a in (query, key, value))
+    scores = (q @ np.swapaxes(k, -1, -2)) * np.asarray(plan.scale, compute)   # (..., Lq, Lk)
+    if bias is not None:
+        scores = scores + bias.astype(compute, copy=False)
+    allowed = _allowed(mask, causal, plan.lq, plan.lk)
+    return _attend(scores, v, allowed, plan.dropout, seed, query.dtype, return_weights)
+
+
+@implements
+def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causal=False,
+                       return_weights=False):
+    infos = {"w_query": _info("w_query", w_query), "w_key": _info("w_key", w_key), "v": _info("v", v)}
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask), causal=causal, return_weights=return_weights,
+                                 same_d=False, extra=infos)
+    _spec.check_additive(query, key, w_query, w_key, v)
+    compute = _spec.compute_dtype(query.dtype.name)
+    q, k, val, wq, wk, vv = (a.astype(compute, copy=False) for a in (query, key, value, w_query, w_key, v))
+    hidden = np.tanh((q @ wq)[..., :, None, :] + (k @ wk)[..., None, :, :])  # (..., Lq, Lk, h)
+    scores = hidden @ vv                                                   # (..., Lq, Lk)
+    return _attend(scores, val, _allowed(mask, causal, plan.lq, plan.lk), 0.0, None, query.dtype,
+                   return_weights)
+
+
+@implements
+def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_weights=False):
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask), causal=causal, return_weights=return_weights,
+                                 same_d=False, extra={"w": _info("w", w)})
+    _spec.check_bilinear(query, key, w)
+    compute = _spec.compute_dtype(query.dtype.name)
+    q, k, val, ww = (a.astype(compute, copy=False) for a in (query, key, value, w))
+    scores = (q @ ww) @ np.swapaxes(k, -1, -2)                             # (..., Lq, Lk)
+    return _attend(scores, val, _allowed(mask, causal, plan.lq, plan.lk), 0.0, None, query.dtype,
+                   return_weights)
+
+
+def _split_heads(x, num_heads):
+    b, length, width = x.shape
+    return x.reshape(b, length, num_heads, width // num_heads).transpose(0, 2, 1, 3)   # (B, H, L, D/H)
+
+
+@implements
+def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False,
+                         dropout=0.0, seed=None, return_weights=False):
+    names = _spec.check_params_mapping(params)
+    infos = {"query": _info("query", query), "key": _info("key", key), "value": _info("value", value)}
+    p_infos = {n: _info(f"params['{n}']", params[n]) for n in names}
+    _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask), _info("bias", bias),
+                           causal=causal, return_weights=return_weights, dropout=dropout, seed=seed)
+    p = params
+    q = query @ p["w_q"] + p.get("b_q", 0)                                 # (B, Lq, D)
+    k = key @ p["w_k"] + p.get("b_k", 0)                                   # (B, Lk, D)
+    v = value @ p["w_v"] + p.get("b_v", 0)                                 # (B, Lk, D)
+    q, k, v = (_split_heads(a, num_heads) for a in (q, k, v))              # (B, H, L, D/H)
+    out, weights = scaled_dot_product_attention(q, k, v, mask, bias, causal=causal, dropout=dropout,
+                                                seed=seed, return_weights=True)
+    b, h, lq, dh = out.shape
+    out = out.transpose(0, 2, 1, 3).reshape(b, lq, h * dh) @ p["w_o"] + p.get("b_o", 0)   # (B, Lq, Do)
+    out = out.astype(query.dtype, copy=False)
+    return (out, weights) if return_weights else out
+
+
+@implements
+def causal_mask(lq, lk=None):
+    lq = _spec.check_length("lq", lq)
+    lk = lq if lk is None else _spec.check_length("lk", lk)
+    return np.arange(lq)[:, None] >= np.arange(lk)[None, :]
+
+
+@implements
+def padding_mask(lengths, max_len=None):
+    _spec.check_lengths(_info("lengths", lengths))
+    max_len = int(lengths.max(initial=0)) if max_len is None else _spec.check_length("max_len", max_len)
+    return np.arange(max_len)[None, :] < lengths[:, None]
+
+
+@implements
+def mask_from_keep(keep):
+    _spec.check_keep(_info("keep", keep))
+    if keep.dtype != bool and not np.isin(keep, (0, 1)).all():
+        raise ValueError("keep must contain only 0 and 1")
+    return keep != 0
+
+
+@implements
+def mask_from_ignore(ignore):
+    _spec.check_bool("ignore", _info("ignore", ignore))
+    return ~ignore
+
+
+@implements
+def mask_from_additive(additive, threshold=-1e4):
+    _spec.check_float("additive", _info("additive", additive))
+    return additive > threshold
+
+
+@implements
+def mask_to_additive(mask, dtype="float32"):
+    _spec.check_bool("mask", _info("mask", mask))
+    dtype = _spec.check_dtype_name(dtype)
+    return np.where(mask, 0.0, -np.inf).astype(dtype)
+
+
+@implements
+def sinusoidal_positional_encoding(length, d_model, base=10000.0, dtype="float32"):
+    length, d_model = _spec.check_positional(length, d_model, base)
+    dtype = _spec.check_dtype_name(dtype)
+    position = np.arange(length, dtype=np.float64)[:, None]                # (L, 1)
+    freq = base ** (-np.arange(0, d_model, 2, dtype=np.float64) / d_model)  # (ceil(d/2),)
+    pe = np.zeros((length, d_model))
+    pe[:, 0::2] = np.sin(position * freq)
+    pe[:, 1::2] = np.cos(position * freq[: d_model // 2])
+    return pe.astype(dtype)
+
+
+class MultiHeadAttention:
+    """Multi-head attention layer holding its parameters as NumPy arrays (inference and teaching).
+
+    Same constructor arguments as ``attnbook.torch.MultiHeadAttention`` and ``attnbook.tensorflow.MultiHeadAttention``;
+    with the same ``seed`` all three start from identical parameters.
+    """
+
+    def __init__(self, d_model, num_heads, *, query_dim=None, key_dim=None, value_dim=None, output_dim=None,
+                 use_bias=True, dropout=0.0, seed=0, dtype="float32"):
+        self.shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim,
+                                                use_bias)
+        _spec.check_dropout(dropout, None)
+        self.num_heads, self.dropout = num_heads, dropout
+        self.params = _params.init(self.shapes, seed, dtype)
+
+    def __call__(self, query, key=None, value=None, mask=None, bias=None, causal=False, return_weights=False,
+                 training=False):
+        key = query if key is None else key
+        value = key if value is None else value
+        return multi_head_attention(query, key, value, self.params, self.num_heads, mask, bias, causal=causal,
+                                    dropout=self.dropout if training else 0.0, return_weights=return_weights)
+
+    def get_params(self):
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def set_params(self, params):
+        new = _params.check_set(self.shapes, params)
+        self.params = {k: v.astype(self.params[k].dtype) for k, v in new.items()}
+
+
+class AdditiveAttention:
+    """Additive (Bahdanau) attention layer with parameters ``w_query (dq, h)``, ``w_key (dk, h)``, ``v (h,)``."""
+
+    def __init__(self, query_dim, key_dim, hidden_dim, *, seed=0, dtype="float32"):
+        self.shapes = _params.additive_shapes(query_dim, key_dim, hidden_dim)
+        self.params = _params.init(self.shapes, seed, dtype)
+
+    def __call__(self, query, key, value, mask=None, causal=False, return_weights=False):
+        p = self.params
+        return additive_attention(query, key, value, p["w_query"], p["w_key"], p["v"], mask, causal=causal,
+                                  return_weights=return_weights)
+
+    def get_params(self):
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def set_params(self, params):
+        new = _params.check_set(self.shapes, params)
+        self.params = {k: v.astype(self.params[k].dtype) for k, v in new.items()}

@@ -1,0 +1,277 @@
+"""Attention in TensorFlow: the twin of :mod:`attnbook.numpy`, with Keras 3 layers.
+
+Functions take ``tf.Tensor`` or ``tf.Variable`` arguments, run eagerly or inside ``tf.function`` (unknown graph-mode
+sizes are accepted by the checks), and place their work where TensorFlow puts their inputs. Signatures, docstrings
+and argument checks are shared with the other twins through :mod:`attnbook._api` and :mod:`attnbook._spec`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import _params, _spec
+from ._api import implements
+
+__all__ = [
+    "softmax", "scaled_dot_product_attention", "additive_attention", "bilinear_attention",
+    "multi_head_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
+    "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
+    "MultiHeadAttention", "AdditiveAttention",
+]
+
+
+def _device(x):
+    try:
+        name = x.device
+    except (AttributeError, RuntimeError):     # symbolic tensors have no placement yet
+        return None
+    return name.rsplit("device:", 1)[-1] if name else None
+
+
+def _info(name, x):
+    if x is None:
+        return None
+    if not isinstance(x, (tf.Tensor, tf.Variable)):
+        raise _spec.type_error(name, "tf.Tensor or tf.Variable", x)
+    return _spec.Info(tuple(x.shape), x.dtype.name, _device(x))
+
+
+def _compute(dtype):
+    """float32 for float16/bfloat16 inputs, so softmax never runs in reduced precision."""
+    return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+
+
+def _masked_softmax(x, allowed, axis=-1):
+    if allowed is not None:
+        x = tf.where(allowed, x, tf.constant(-np.inf, x.dtype))
+    if x.shape[axis] == 0:
+        return tf.zeros_like(x)
+    m = tf.stop_gradient(tf.reduce_max(x, axis=axis, keepdims=True))    # the shift changes nothing: no gradient
+    m = tf.where(tf.math.is_inf(m) & (m < 0), tf.zeros_like(m), m)
+    e = tf.exp(x - m)
+    total = tf.reduce_sum(e, axis=axis, keepdims=True)
+    return e / tf.where(total == 0, tf.ones_like(total), total)
+
+
+def _allowed(mask, causal, lq, lk):
+    if causal:
+        tri = tf.range(lq)[:, None] >= tf.range(lk)[None, :]             # (Lq, Lk), j <= i
+        return tri if mask is None else tf.logical_and(mask, tri)
+    return mask
+
+
+def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
+    weights = _masked_softmax(scores, allowed)
+    if dropout > 0:
+        shape = tf.shape(weights)
+        if seed is None:
+            u = tf.random.uniform(shape, dtype=weights.dtype)
+        else:
+            u = tf.random.stateless_uniform(shape, seed=[seed, 0], dtype=weights.dtype)
+        weights = tf.where(u >= dropout, weights / (1.0 - dropout), tf.zeros_like(weights))
+    out = tf.cast(tf.linalg.matmul(weights, value), dtype)               # (..., Lq, dv)
+    return (out, tf.cast(weights, dtype)) if return_weights else out
+
+
+def _lengths(query, key):
+    """Lq and Lk, as Python ints when known and as scalar tensors inside a graph where they are not."""
+    lq, lk = query.shape[-2], key.shape[-2]
+    return (tf.shape(query)[-2] if lq is None else lq), (tf.shape(key)[-2] if lk is None else lk)
+
+
+@implements
+def softmax(x, axis=-1, mask=None):
+    axis = _spec.check_softmax(_info("x", x), axis, _info("mask", mask))
+    return tf.cast(_masked_softmax(tf.cast(x, _compute(x.dtype)), mask, axis), x.dtype)
+
+
+@implements
+def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None,
+                                 dropout=0.0, seed=None, return_weights=False):
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask), _info("bias", bias), causal=causal,
+                                 return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
+    compute = _compute(query.dtype)
+    q, k, v = (tf.cast(a, compute) for a in (query, key, value))
+    scores = tf.linalg.matmul(q, k, transpose_b=True) * tf.constant(plan.scale, compute)   # (..., Lq, Lk)
+    if bias is not None:
+        scores = scores + tf.cast(bias, compute)
+    allowed = _allowed(mask, causal, *_lengths(query, key))
+    return _attend(scores, v, allowed, plan.dropout, seed, query.dtype, return_weights)
+
+
+@implements
+def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causal=False,
+                       return_weights=False):
+    infos = {"w_query": _info("w_query", w_query), "w_key": _info("w_key", w_key), "v": _info("v", v)}
+    _spec.check_attention(_info("query", query), _info("key", key), _info("value", value), _info("mask", mask),
+                          causal=causal, return_weights=return_weights, same_d=False, extra=infos)
+    _spec.check_additive(query, key, w_query, w_key, v)
+    compute = _compute(query.dtype)
+    q, k, val, wq, wk, vv = (tf.cast(a, compute) for a in (query, key, value, w_query, w_key, v))
+    hidden = tf.tanh(tf.expand_dims(q @ wq, -2) + tf.expand_dims(k @ wk, -3))   # (..., Lq, Lk, h)
+    scores = tf.linalg.matvec(hidden, vv)                                     # (..., Lq, Lk)
+    return _attend(scores, val, _allowed(mask, causal, *_lengths(query, key)), 0.0, None, query.dtype,
+                   return_weights)
+
+
+@implements
+def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_weights=False):
+    _spec.check_attention(_info("query", query), _info("key", key), _info("value", value), _info("mask", mask),
+                          causal=causal, return_weights=return_weights, same_d=False, extra={"w": _info("w", w)})
+    _spec.check_bilinear(query, key, w)
+    compute = _compute(query.dtype)
+    q, k, val, ww = (tf.cast(a, compute) for a in (query, key, value, w))
+    scores = tf.linalg.matmul(q @ ww, k, transpose_b=True)                   # (..., Lq, Lk)
+    return _attend(scores, val, _allowed(mask, causal, *_lengths(query, key)), 0.0, None, query.dtype,
+                   return_weights)
+
+
+def _linear(x, w, b):
+    y = tf.tensordot(x, w, axes=1)
+    return y if b is None else y + b
+
+
+def _split_heads(x, num_heads):
+    b, length = tf.shape(x)[0], tf.shape(x)[1]
+    x = tf.reshape(x, (b, length, num_heads, x.shape[-1] // num_heads))
+    return tf.transpose(x, (0, 2, 1, 3))                                      # (B, H, L, D/H)
+
+
+@implements
+def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False,
+                         dropout=0.0, seed=None, return_weights=False):
+    names = _spec.check_params_mapping(params)
+    infos = {"query": _info("query", query), "key": _info("key", key), "value": _info("value", value)}
+    p_infos = {n: _info(f"params['{n}']", params[n]) for n in names}
+    _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask), _info("bias", bias),
+                           causal=causal, return_weights=return_weights, dropout=dropout, seed=seed)
+    p = params
+    q = _linear(query, p["w_q"], p.get("b_q"))                                # (B, Lq, D)
+    k = _linear(key, p["w_k"], p.get("b_k"))                                  # (B, Lk, D)
+    v = _linear(value, p["w_v"], p.get("b_v"))                                # (B, Lk, D)
+    q, k, v = (_split_heads(a, num_heads) for a in (q, k, v))                 # (B, H, L, D/H)
+    res = scaled_dot_product_attention(q, k, v, mask, bias, causal=causal, dropout=dropout, seed=seed,
+                                       return_weights=return_weights)
+    out, weights = res if return_weights else (res, None)
+    out = tf.transpose(out, (0, 2, 1, 3))                                     # (B, Lq, H, D/H)
+    out = tf.reshape(out, (tf.shape(out)[0], tf.shape(out)[1], p["w_o"].shape[0]))
+    out = _linear(out, p["w_o"], p.get("b_o"))                                # (B, Lq, Do)
+    return (out, weights) if return_weights else out
+
+
+@implements
+def causal_mask(lq, lk=None):
+    lq = _spec.check_length("lq", lq)
+    lk = lq if lk is None else _spec.check_length("lk", lk)
+    return tf.range(lq)[:, None] >= tf.range(lk)[None, :]
+
+
+@implements
+def padding_mask(lengths, max_len=None):
+    _spec.check_lengths(_info("lengths", lengths))
+    if max_len is None:
+        max_len = int(tf.reduce_max(lengths)) if lengths.shape[0] else 0
+    max_len = _spec.check_length("max_len", max_len)
+    return tf.range(max_len, dtype=lengths.dtype)[None, :] < lengths[:, None]
+
+
+@implements
+def mask_from_keep(keep):
+    _spec.check_keep(_info("keep", keep))
+    if keep.dtype != tf.bool and not bool(tf.reduce_all((keep == 0) | (keep == 1))):
+        raise ValueError("keep must contain only 0 and 1")
+    return keep != 0 if keep.dtype != tf.bool else tf.identity(keep)
+
+
+@implements
+def mask_from_ignore(ignore):
+    _spec.check_bool("ignore", _info("ignore", ignore))
+    return tf.logical_not(ignore)
+
+
+@implements
+def mask_from_additive(additive, threshold=-1e4):
+    _spec.check_float("additive", _info("additive", additive))
+    return additive > tf.cast(threshold, additive.dtype)
+
+
+@implements
+def mask_to_additive(mask, dtype="float32"):
+    _spec.check_bool("mask", _info("mask", mask))
+    dtype = tf.as_dtype(_spec.check_dtype_name(dtype))
+    return tf.where(mask, tf.constant(0.0, dtype), tf.constant(-np.inf, dtype))
+
+
+@implements
+def sinusoidal_positional_encoding(length, d_model, base=10000.0, dtype="float32"):
+    length, d_model = _spec.check_positional(length, d_model, base)
+    dtype = tf.as_dtype(_spec.check_dtype_name(dtype))
+    position = tf.range(length, dtype=tf.float64)[:, None]                             # (L, 1)
+    freq = tf.constant(base, tf.float64) ** (-tf.range(0, d_model, 2, dtype=tf.float64) / d_model)
+    angles = position * freq                                                            # (L, ceil(d/2))
+    pe = tf.reshape(tf.stack([tf.sin(angles), tf.cos(angles)], axis=-1), (length, -1))  # sin, cos interleaved
+    return tf.cast(pe[:, :d_model], dtype)
+
+
+class _Params(keras.layers.Layer):
+    """Creates the layer's weights from the shared NumPy initialisation, named like the parameter dict."""
+
+    def _init_params(self, shapes, seed, dtype):
+        self.shapes = shapes
+        for name, value in _params.init(shapes, seed, dtype).items():
+            var = self.add_weight(name=name, shape=value.shape, dtype=dtype,
+                                  initializer=keras.initializers.Constant(value))
+            setattr(self, f"_{name}", var)
+        self.built = True
+
+    def params(self):
+        """The weights as TensorFlow variables, the parameter dict that the functions take."""
+        return {name: getattr(self, f"_{name}").value for name in self.shapes}
+
+    def get_params(self):
+        """The parameters as a dict of NumPy arrays (float32 for bfloat16 layers)."""
+        return {name: np.asarray(tf.cast(v, tf.float32) if v.dtype == tf.bfloat16 else v)
+                for name, v in self.params().items()}
+
+    def set_params(self, params):
+        for name, value in _params.check_set(self.shapes, params).items():
+            getattr(self, f"_{name}").assign(value)
+
+
+class MultiHeadAttention(_Params):
+    """Multi-head attention as a ``keras.layers.Layer``; the weights are ``w_q, w_k, w_v, w_o`` (+ biases).
+
+    Same constructor arguments as the NumPy and torch layers; dropout is active when called with
+    ``training=True`` (as ``model.fit`` does).
+    """
+
+    def __init__(self, d_model, num_heads, *, query_dim=None, key_dim=None, value_dim=None, output_dim=None,
+                 use_bias=True, dropout=0.0, seed=0, dtype="float32", **kwargs):
+        super().__init__(dtype=dtype, **kwargs)
+        shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim, use_bias)
+        _spec.check_dropout(dropout, None)
+        self.num_heads, self.dropout = num_heads, dropout
+        self._init_params(shapes, seed, dtype)
+
+    def call(self, query, key=None, value=None, mask=None, bias=None, causal=False, return_weights=False,
+             training=False):
+        key = query if key is None else key
+        value = key if value is None else value
+        return multi_head_attention(query, key, value, self.params(), self.num_heads, mask, bias, causal=causal,
+                                    dropout=self.dropout if training else 0.0, return_weights=return_weights)
+
+
+class AdditiveAttention(_Params):
+    """Additive (Bahdanau) attention as a ``keras.layers.Layer`` with weights ``w_query, w_key, v``."""
+
+    def __init__(self, query_dim, key_dim, hidden_dim, *, seed=0, dtype="float32", **kwargs):
+        super().__init__(dtype=dtype, **kwargs)
+        self._init_params(_params.additive_shapes(query_dim, key_dim, hidden_dim), seed, dtype)
+
+    def call(self, query, key, value, mask=None, causal=False, return_weights=False):
+        p = self.params()
+        return additive_attention(query, key, value, p["w_query"], p["w_key"], p["v"], mask, causal=causal,
+                                  return_weights=return_weights)

@@ -1,0 +1,279 @@
+"""Attention in PyTorch: the twin of :mod:`attnbook.numpy`, running on the device of its inputs.
+
+``scaled_dot_product_attention`` uses PyTorch's fused kernel
+(:func:`torch.nn.functional.scaled_dot_product_attention`) whenever the call allows it (no weights requested, no
+dropout) and otherwise the explicit math below, which is what the book explains. Signatures, docstrings and argument
+checks are shared with the other twins through :mod:`attnbook._api` and :mod:`attnbook._spec`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _params, _spec
+from ._api import implements
+
+__all__ = [
+    "softmax", "scaled_dot_product_attention", "additive_attention", "bilinear_attention",
+    "multi_head_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
+    "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
+    "MultiHeadAttention", "AdditiveAttention",
+]
+
+
+def _info(name, x):
+    if x is None:
+        return None
+    if not isinstance(x, torch.Tensor):
+        raise _spec.type_error(name, "torch.Tensor", x)
+    return _spec.Info(tuple(x.shape), str(x.dtype).removeprefix("torch."), str(x.device))
+
+
+def _compute(dtype):
+    """float32 for float16/bfloat16 inputs, so softmax never runs in reduced precision."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _masked_softmax(x, allowed, dim=-1):
+    if allowed is not None:
+        x = x.masked_fill(~allowed, float("-inf"))
+    if x.shape[dim] == 0:
+        return torch.zeros_like(x)
+    m = x.amax(dim=dim, keepdim=True).detach()      # the shift changes nothing mathematically: no gradient
+    m = torch.where(torch.isneginf(m), torch.zeros_like(m), m)
+    e = torch.exp(x - m)
+    total = e.sum(dim=dim, keepdim=True)
+    return e / torch.where(total == 0, torch.ones_like(total), total)
+
+
+def _allowed(mask, causal, lq, lk, device):
+    if causal:
+        tri = torch.ones(lq, lk, dtype=torch.bool, device=device).tril()   # (Lq, Lk), j <= i
+        return tri if mask is None else mask & tri
+    return mask
+
+
+def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
+    weights = _masked_softmax(scores, allowed)
+    if dropout > 0:
+        gen = None
+        if seed is not None:
+            gen = torch.Generator(device=weights.device).manual_seed(seed)
+        keep = torch.rand(weights.shape, generator=gen, device=weights.device) >= dropout
+        weights = torch.where(keep, weights / (1.0 - dropout), torch.zeros_like(weights))
+    out = (weights @ value).to(dtype)                                    # (..., Lq, dv)
+    return (out, weights.to(dtype)) if return_weights else out
+
+
+@implements
+def softmax(x, axis=-1, mask=None):
+    axis = _spec.check_softmax(_info("x", x), axis, _info("mask", mask))
+    return _masked_softmax(x.to(_compute(x.dtype)), mask, axis).to(x.dtype)
+
+
+def _fused(query, key, value, mask, bias, causal, scale, plan):
+    """PyTorch's fused SDPA (flash / memory-efficient / C++ math kernels) with the contract's edge cases."""
+    shape = plan.batch
+    q, k, v = (a.expand(*shape, *a.shape[-2:]) for a in (query, key, value))
+    is_causal = causal and mask is None and bias is None      # the kernel's own causal path, no mask tensor
+    allowed = _allowed(mask, causal and not is_causal, plan.lq, plan.lk, query.device)
+    attn_mask = allowed
+    if bias is not None:
+        attn_mask = bias.to(query.dtype)
+        if allowed is not None:
+            attn_mask = attn_mask.masked_fill(~allowed, float("-inf"))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale)
+    if attn_mask is not None:
+        # Rows with no key left: the contract says 0. Fused kernels are not all documented to guarantee it.
+        live = ~torch.isneginf(attn_mask) if attn_mask.dtype != torch.bool else attn_mask
+        out = out.masked_fill(~live.any(dim=-1, keepdim=True), 0.0)
+    return out
+
+
+@implements
+def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None,
+                                 dropout=0.0, seed=None, return_weights=False):
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask), _info("bias", bias), causal=causal,
+                                 return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
+    if not return_weights and plan.dropout == 0 and plan.lk > 0:
+        return _fused(query, key, value, mask, bias, causal, plan.scale, plan)
+    compute = _compute(query.dtype)
+    q, k, v = (a.to(compute) for a in (query, key, value))
+    scores = (q @ k.transpose(-2, -1)) * plan.scale                      # (..., Lq, Lk)
+    if bias is not None:
+        scores = scores + bias.to(compute)
+    allowed = _allowed(mask, causal, plan.lq, plan.lk, query.device)
+    return _attend(scores, v, allowed, plan.dropout, seed, query.dtype, return_weights)
+
+
+@implements
+def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causal=False,
+                       return_weights=False):
+    infos = {"w_query": _info("w_query", w_query), "w_key": _info("w_key", w_key), "v": _info("v", v)}
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask), causal=causal, return_weights=return_weights,
+                                 same_d=False, extra=infos)
+    _spec.check_additive(query, key, w_query, w_key, v)
+    compute = _compute(query.dtype)
+    q, k, val, wq, wk, vv = (a.to(compute) for a in (query, key, value, w_query, w_key, v))
+    hidden = torch.tanh((q @ wq).unsqueeze(-2) + (k @ wk).unsqueeze(-3))   # (..., Lq, Lk, h)
+    scores = hidden @ vv                                                   # (..., Lq, Lk)
+    return _attend(scores, val, _allowed(mask, causal, plan.lq, plan.lk, query.device), 0.0, None,
+                   query.dtype, return_weights)
+
+
+@implements
+def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_weights=False):
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask), causal=causal, return_weights=return_weights,
+                                 same_d=False, extra={"w": _info("w", w)})
+    _spec.check_bilinear(query, key, w)
+    compute = _compute(query.dtype)
+    q, k, val, ww = (a.to(compute) for a in (query, key, value, w))
+    scores = (q @ ww) @ k.transpose(-2, -1)                                # (..., Lq, Lk)
+    return _attend(scores, val, _allowed(mask, causal, plan.lq, plan.lk, query.device), 0.0, None,
+                   query.dtype, return_weights)
+
+
+def _split_heads(x, num_heads):
+    b, length, width = x.shape
+    return x.view(b, length, num_heads, width // num_heads).transpose(1, 2)    # (B, H, L, D/H)
+
+
+def _linear(x, w, b):
+    return x @ w if b is None else torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[1])
+
+
+@implements
+def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False,
+                         dropout=0.0, seed=None, return_weights=False):
+    names = _spec.check_params_mapping(params)
+    infos = {"query": _info("query", query), "key": _info("key", key), "value": _info("value", value)}
+    p_infos = {n: _info(f"params['{n}']", params[n]) for n in names}
+    _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask), _info("bias", bias),
+                           causal=causal, return_weights=return_weights, dropout=dropout, seed=seed)
+    p = params
+    q = _linear(query, p["w_q"], p.get("b_q"))                             # (B, Lq, D)
+    k = _linear(key, p["w_k"], p.get("b_k"))                               # (B, Lk, D)
+    v = _linear(value, p["w_v"], p.get("b_v"))                             # (B, Lk, D)
+    q, k, v = (_split_heads(a, num_heads) for a in (q, k, v))              # (B, H, L, D/H)
+    res = scaled_dot_product_attention(q, k, v, mask, bias, causal=causal, dropout=dropout, seed=seed,
+                                       return_weights=return_weights)
+    out, weights = res if return_weights else (res, None)
+    b, h, lq, dh = out.shape
+    out = _linear(out.transpose(1, 2).reshape(b, lq, h * dh), p["w_o"], p.get("b_o"))   # (B, Lq, Do)
+    return (out, weights) if return_weights else out
+
+
+@implements
+def causal_mask(lq, lk=None):
+    lq = _spec.check_length("lq", lq)
+    lk = lq if lk is None else _spec.check_length("lk", lk)
+    return torch.arange(lq)[:, None] >= torch.arange(lk)[None, :]
+
+
+@implements
+def padding_mask(lengths, max_len=None):
+    _spec.check_lengths(_info("lengths", lengths))
+    if max_len is None:
+        max_len = int(lengths.max()) if lengths.numel() else 0
+    max_len = _spec.check_length("max_len", max_len)
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+@implements
+def mask_from_keep(keep):
+    _spec.check_keep(_info("keep", keep))
+    if keep.dtype != torch.bool and not ((keep == 0) | (keep == 1)).all():
+        raise ValueError("keep must contain only 0 and 1")
+    return keep != 0
+
+
+@implements
+def mask_from_ignore(ignore):
+    _spec.check_bool("ignore", _info("ignore", ignore))
+    return ~ignore
+
+
+@implements
+def mask_from_additive(additive, threshold=-1e4):
+    _spec.check_float("additive", _info("additive", additive))
+    return additive > threshold
+
+
+@implements
+def mask_to_additive(mask, dtype="float32"):
+    _spec.check_bool("mask", _info("mask", mask))
+    dtype = getattr(torch, _spec.check_dtype_name(dtype))
+    zero = torch.zeros((), dtype=dtype, device=mask.device)
+    return torch.where(mask, zero, torch.full((), float("-inf"), dtype=dtype, device=mask.device))
+
+
+@implements
+def sinusoidal_positional_encoding(length, d_model, base=10000.0, dtype="float32"):
+    length, d_model = _spec.check_positional(length, d_model, base)
+    dtype = getattr(torch, _spec.check_dtype_name(dtype))
+    position = torch.arange(length, dtype=torch.float64)[:, None]                    # (L, 1)
+    freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)     # (ceil(d/2),)
+    pe = torch.zeros(length, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(position * freq)
+    pe[:, 1::2] = torch.cos(position * freq[: d_model // 2])
+    return pe.to(dtype)
+
+
+class _Params(torch.nn.Module):
+    """Registers a parameter dict as ``nn.Parameter`` attributes named like the dict's keys."""
+
+    def _init_params(self, shapes, seed, dtype):
+        self.shapes = shapes
+        for name, value in _params.init(shapes, seed, dtype).items():
+            self.register_parameter(name, torch.nn.Parameter(torch.from_numpy(value).to(getattr(torch, dtype))))
+
+    def params(self):
+        return {name: getattr(self, name) for name in self.shapes}
+
+    def get_params(self):
+        """The parameters as a dict of NumPy arrays (float32 for bfloat16 layers)."""
+        return {name: p.detach().cpu().float().numpy() if p.dtype == torch.bfloat16 else p.detach().cpu().numpy()
+                for name, p in self.params().items()}
+
+    def set_params(self, params):
+        new = _params.check_set(self.shapes, params)
+        with torch.no_grad():
+            for name, value in new.items():
+                getattr(self, name).copy_(torch.as_tensor(value))
+
+
+class MultiHeadAttention(_Params):
+    """Multi-head attention as a ``torch.nn.Module``; the parameters are ``w_q, w_k, w_v, w_o`` (+ biases).
+
+    Same constructor arguments as the NumPy and Keras layers; dropout is active in ``train()`` mode.
+    """
+
+    def __init__(self, d_model, num_heads, *, query_dim=None, key_dim=None, value_dim=None, output_dim=None,
+                 use_bias=True, dropout=0.0, seed=0, dtype="float32"):
+        super().__init__()
+        shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim, use_bias)
+        _spec.check_dropout(dropout, None)
+        self.num_heads, self.dropout = num_heads, dropout
+        self._init_params(shapes, seed, dtype)
+
+    def forward(self, query, key=None, value=None, mask=None, bias=None, causal=False, return_weights=False):
+        key = query if key is None else key
+        value = key if value is None else value
+        return multi_head_attention(query, key, value, self.params(), self.num_heads, mask, bias, causal=causal,
+                                    dropout=self.dropout if self.training else 0.0, return_weights=return_weights)
+
+
+class AdditiveAttention(_Params):
+    """Additive (Bahdanau) attention as a ``torch.nn.Module`` with parameters ``w_query, w_key, v``."""
+
+    def __init__(self, query_dim, key_dim, hidden_dim, *, seed=0, dtype="float32"):
+        super().__init__()
+        self._init_params(_params.additive_shapes(query_dim, key_dim, hidden_dim), seed, dtype)
+
+    def forward(self, query, key, value, mask=None, causal=False, return_weights=False):
+        return additive_attention(query, key, value, self.w_query, self.w_key, self.v, mask, causal=causal,
+                                  return_weights=return_weights)
