@@ -162,6 +162,32 @@ def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=N
     """
 
 
+def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
+                    return_lse=False):
+    """Exact scaled dot-product attention computed tile by tile with the online softmax, in O(Lq * d) extra memory.
+
+    The same result as :func:`scaled_dot_product_attention` (without dropout), but the ``(..., Lq, Lk)`` score
+    matrix is never materialised: queries and keys are processed in blocks of ``block_size``, and each query block
+    keeps a running maximum ``m``, a running normaliser ``l`` and an unnormalised output ``acc`` that are rescaled by
+    ``exp(m_old - m_new)`` whenever a new key block raises the maximum (Milakov & Gimelshein, 2018; the block
+    recurrence of FlashAttention-2). With ``causal=True``, key blocks that lie entirely above the diagonal are
+    skipped, not computed.
+
+    Args:
+        query, key, value, mask, bias, causal, scale: as :func:`scaled_dot_product_attention`.
+        block_size: positive integer tile size for queries and keys; ``None`` picks a size suited to the backend.
+        return_lse: if True, also return the log-sum-exp of each query's scaled scores, shape ``(..., Lq)``
+            (``-inf`` for a row with no key to attend to), in the softmax's compute dtype.
+
+    Returns:
+        ``output (..., Lq, dv)``, or ``(output, lse)``.
+    {common}
+    Raises:
+        TypeError / ValueError: as :func:`scaled_dot_product_attention`, and for a ``block_size`` that is not a
+        positive integer.
+    """
+
+
 def causal_mask(lq, lk=None):
     """Boolean ``(lq, lk)`` mask, True where key ``j <= i`` (top-left aligned). ``lk`` defaults to ``lq``."""
 
@@ -210,7 +236,7 @@ def sinusoidal_positional_encoding(length, d_model, base=10000.0, dtype="float32
 
 SPECS = {f.__name__: f for f in (
     softmax, scaled_dot_product_attention, additive_attention, bilinear_attention, multi_head_attention,
-    causal_mask, padding_mask, mask_from_keep, mask_from_ignore, mask_from_additive, mask_to_additive,
+    flash_attention, causal_mask, padding_mask, mask_from_keep, mask_from_ignore, mask_from_additive, mask_to_additive,
     sinusoidal_positional_encoding,
 )}
 

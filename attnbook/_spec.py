@@ -187,6 +187,21 @@ def check_attention(query, key, value, mask=None, bias=None, *, causal=False, re
     return plan
 
 
+def check_block_size(block_size, default):
+    if block_size is None:
+        return default
+    if not isinstance(block_size, numbers.Integral) or isinstance(block_size, bool):
+        raise TypeError(f"block_size must be a positive integer or None, got {block_size!r}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
+    return int(block_size)
+
+
+def block_slices(length, size):
+    """``[(start, stop), ...]`` covering ``range(length)`` in tiles of ``size``."""
+    return [(s, min(s + size, length)) for s in range(0, length, size)]
+
+
 def check_additive(query, key, w_query, w_key, v):
     for name, info in (("w_query", w_query), ("w_key", w_key)):
         check_rank(name, info, 2, "(d, h)", exact=True)

@@ -13,7 +13,7 @@ from ._api import implements
 
 __all__ = [
     "softmax", "scaled_dot_product_attention", "additive_attention", "bilinear_attention",
-    "multi_head_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
+    "multi_head_attention", "flash_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
     "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
     "MultiHeadAttention", "AdditiveAttention",
 ]
@@ -108,6 +108,56 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
     scores = (q @ ww) @ np.swapaxes(k, -1, -2)                             # (..., Lq, Lk)
     return _attend(scores, val, _allowed(mask, causal, plan.lq, plan.lk), 0.0, None, query.dtype,
                    return_weights)
+
+
+def _tile(x, rows, cols):
+    """The ``(..., rows, cols)`` tile of a mask or bias, keeping its size-1 (broadcast) axes whole."""
+    if x is None:
+        return None
+    x = x.reshape((1,) * (2 - x.ndim) + x.shape) if x.ndim < 2 else x
+    return x[..., slice(*rows) if x.shape[-2] != 1 else slice(None), slice(*cols) if x.shape[-1] != 1 else slice(None)]
+
+
+@implements
+def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
+                    return_lse=False):
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
+    _spec.check_flag("return_lse", return_lse)
+    block = _spec.check_block_size(block_size, 512)
+    compute = _spec.compute_dtype(query.dtype.name)
+    q, k, v = (a.astype(compute, copy=False) for a in (query, key, value))
+    scale = np.asarray(plan.scale, compute)
+    out = np.zeros(plan.batch + (plan.lq, plan.dv), compute)
+    lse = np.full(plan.batch + (plan.lq,), -np.inf, compute)
+    for rows in _spec.block_slices(plan.lq, block):
+        qb = q[..., rows[0]:rows[1], :]                                     # (..., bq, d)
+        m = np.full(plan.batch + (rows[1] - rows[0], 1), -np.inf, compute)  # running max
+        l = np.zeros_like(m)                                                # running sum of exp(s - m)
+        acc = np.zeros(plan.batch + (rows[1] - rows[0], plan.dv), compute)   # running sum of exp(s - m) v
+        for cols in _spec.block_slices(plan.lk, block):
+            if causal and cols[0] > rows[1] - 1:
+                break                                   # this and every later key block lies above the diagonal
+            s = (qb @ np.swapaxes(k[..., cols[0]:cols[1], :], -1, -2)) * scale   # (..., bq, bk)
+            if bias is not None:
+                s = s + _tile(bias, rows, cols).astype(compute, copy=False)
+            allowed = _tile(mask, rows, cols)
+            if causal and cols[1] - 1 > rows[0]:        # the tile straddles the diagonal
+                tri = np.arange(*rows)[:, None] >= np.arange(*cols)[None, :]
+                allowed = tri if allowed is None else allowed & tri
+            if allowed is not None:
+                s = np.where(allowed, s, -np.inf)
+            m_new = np.maximum(m, s.max(axis=-1, keepdims=True))
+            m_safe = np.where(np.isneginf(m_new), 0, m_new)                # rows with no key yet stay at 0
+            p = np.exp(s - m_safe)
+            alpha = np.exp(m - m_safe)                  # rescales what was accumulated under the old maximum
+            l = alpha * l + p.sum(axis=-1, keepdims=True)
+            acc = alpha * acc + p @ v[..., cols[0]:cols[1], :]
+            m = m_new
+        out[..., rows[0]:rows[1], :] = acc / np.where(l == 0, 1, l)
+        lse[..., rows[0]:rows[1]] = np.where(l > 0, m + np.log(np.where(l > 0, l, 1)), -np.inf)[..., 0]
+    out = out.astype(query.dtype)
+    return (out, lse) if return_lse else out
 
 
 def _split_heads(x, num_heads):

@@ -16,7 +16,7 @@ from ._api import implements
 
 __all__ = [
     "softmax", "scaled_dot_product_attention", "additive_attention", "bilinear_attention",
-    "multi_head_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
+    "multi_head_attention", "flash_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
     "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
     "MultiHeadAttention", "AdditiveAttention",
 ]
@@ -127,6 +127,60 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
     scores = tf.linalg.matmul(q @ ww, k, transpose_b=True)                   # (..., Lq, Lk)
     return _attend(scores, val, _allowed(mask, causal, *_lengths(query, key)), 0.0, None, query.dtype,
                    return_weights)
+
+
+def _tile(x, rows, cols):
+    """The ``(..., rows, cols)`` tile of a mask or bias, keeping its size-1 (broadcast) axes whole."""
+    if x is None:
+        return None
+    x = tf.reshape(x, (1,) * (2 - x.shape.rank) + tuple(x.shape)) if x.shape.rank < 2 else x
+    return x[..., slice(*rows) if x.shape[-2] != 1 else slice(None), slice(*cols) if x.shape[-1] != 1 else slice(None)]
+
+
+@implements
+def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
+                    return_lse=False):
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
+    _spec.check_flag("return_lse", return_lse)
+    block = _spec.check_block_size(block_size, 512)
+    compute = _compute(query.dtype)
+    q, k, v = (tf.cast(a, compute) for a in (query, key, value))
+    scale = tf.constant(plan.scale, compute)
+    neg_inf = tf.constant(-np.inf, compute)
+    outs, lses = [], []
+    for rows in _spec.block_slices(plan.lq, block):
+        qb = q[..., rows[0]:rows[1], :]                                     # (..., bq, d)
+        m = tf.fill(plan.batch + (rows[1] - rows[0], 1), neg_inf)
+        l = tf.zeros_like(m)
+        acc = tf.zeros(plan.batch + (rows[1] - rows[0], plan.dv), compute)
+        for cols in _spec.block_slices(plan.lk, block):
+            if causal and cols[0] > rows[1] - 1:
+                break                                   # this and every later key block lies above the diagonal
+            s = tf.linalg.matmul(qb, k[..., cols[0]:cols[1], :], transpose_b=True) * scale   # (..., bq, bk)
+            if bias is not None:
+                s = s + tf.cast(_tile(bias, rows, cols), compute)
+            allowed = _tile(mask, rows, cols)
+            if causal and cols[1] - 1 > rows[0]:        # the tile straddles the diagonal
+                tri = tf.range(*rows)[:, None] >= tf.range(*cols)[None, :]
+                allowed = tri if allowed is None else tf.logical_and(allowed, tri)
+            if allowed is not None:
+                s = tf.where(allowed, s, neg_inf)
+            m_new = tf.stop_gradient(tf.maximum(m, tf.reduce_max(s, axis=-1, keepdims=True)))
+            m_safe = tf.where(tf.math.is_inf(m_new) & (m_new < 0), tf.zeros_like(m_new), m_new)
+            p = tf.exp(s - m_safe)
+            alpha = tf.exp(m - m_safe)                  # rescales what was accumulated under the old maximum
+            l = alpha * l + tf.reduce_sum(p, axis=-1, keepdims=True)
+            acc = alpha * acc + tf.linalg.matmul(p, v[..., cols[0]:cols[1], :])
+            m = m_new
+        live = l > 0
+        outs.append(acc / tf.where(live, l, tf.ones_like(l)))
+        lses.append(tf.where(live, m + tf.math.log(tf.where(live, l, tf.ones_like(l))), neg_inf)[..., 0])
+    if not outs:
+        outs = [tf.zeros(plan.batch + (0, plan.dv), compute)]
+        lses = [tf.zeros(plan.batch + (0,), compute)]
+    out = tf.cast(tf.concat(outs, axis=-2), query.dtype)
+    return (out, tf.concat(lses, axis=-1)) if return_lse else out
 
 
 def _linear(x, w, b):

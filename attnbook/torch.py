@@ -16,7 +16,7 @@ from ._api import implements
 
 __all__ = [
     "softmax", "scaled_dot_product_attention", "additive_attention", "bilinear_attention",
-    "multi_head_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
+    "multi_head_attention", "flash_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
     "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
     "MultiHeadAttention", "AdditiveAttention",
 ]
@@ -135,6 +135,59 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
     scores = (q @ ww) @ k.transpose(-2, -1)                                # (..., Lq, Lk)
     return _attend(scores, val, _allowed(mask, causal, plan.lq, plan.lk, query.device), 0.0, None,
                    query.dtype, return_weights)
+
+
+def _tile(x, rows, cols):
+    """The ``(..., rows, cols)`` tile of a mask or bias, keeping its size-1 (broadcast) axes whole."""
+    if x is None:
+        return None
+    x = x.reshape((1,) * (2 - x.dim()) + tuple(x.shape)) if x.dim() < 2 else x
+    return x[..., slice(*rows) if x.shape[-2] != 1 else slice(None), slice(*cols) if x.shape[-1] != 1 else slice(None)]
+
+
+@implements
+def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
+                    return_lse=False):
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
+    _spec.check_flag("return_lse", return_lse)
+    block = _spec.check_block_size(block_size, 512)
+    compute = _compute(query.dtype)
+    q, k, v = (a.to(compute) for a in (query, key, value))
+    dev = query.device
+    outs, lses = [], []
+    for rows in _spec.block_slices(plan.lq, block):
+        qb = q[..., rows[0]:rows[1], :]                                     # (..., bq, d)
+        m = torch.full(plan.batch + (rows[1] - rows[0], 1), float("-inf"), dtype=compute, device=dev)
+        l = torch.zeros_like(m)
+        acc = torch.zeros(plan.batch + (rows[1] - rows[0], plan.dv), dtype=compute, device=dev)
+        for cols in _spec.block_slices(plan.lk, block):
+            if causal and cols[0] > rows[1] - 1:
+                break                                   # this and every later key block lies above the diagonal
+            s = (qb @ k[..., cols[0]:cols[1], :].transpose(-2, -1)) * plan.scale   # (..., bq, bk)
+            if bias is not None:
+                s = s + _tile(bias, rows, cols).to(compute)
+            allowed = _tile(mask, rows, cols)
+            if causal and cols[1] - 1 > rows[0]:        # the tile straddles the diagonal
+                tri = torch.arange(*rows, device=dev)[:, None] >= torch.arange(*cols, device=dev)[None, :]
+                allowed = tri if allowed is None else allowed & tri
+            if allowed is not None:
+                s = s.masked_fill(~allowed, float("-inf"))
+            m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True)).detach()
+            m_safe = torch.where(torch.isneginf(m_new), torch.zeros_like(m_new), m_new)
+            p = torch.exp(s - m_safe)
+            alpha = torch.exp(m - m_safe)               # rescales what was accumulated under the old maximum
+            l = alpha * l + p.sum(dim=-1, keepdim=True)
+            acc = alpha * acc + p @ v[..., cols[0]:cols[1], :]
+            m = m_new
+        outs.append(acc / torch.where(l == 0, torch.ones_like(l), l))
+        lses.append(torch.where(l > 0, m + torch.log(torch.where(l > 0, l, torch.ones_like(l))),
+                                torch.full_like(l, float("-inf")))[..., 0])
+    if not outs:
+        outs = [torch.zeros(plan.batch + (0, plan.dv), dtype=compute, device=dev)]
+        lses = [torch.zeros(plan.batch + (0,), dtype=compute, device=dev)]
+    out = torch.cat(outs, dim=-2).to(query.dtype)
+    return (out, torch.cat(lses, dim=-1)) if return_lse else out
 
 
 def _split_heads(x, num_heads):

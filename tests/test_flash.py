@@ -1,0 +1,141 @@
+"""flash_attention: exact agreement with the oracle for every mask case, tile sizes, LSE, gradients, bad input."""
+
+import numpy as np
+import pytest
+
+import oracle
+
+CASES = {
+    "none": {},
+    "mask": {"mask": True},
+    "broadcast_mask": {"mask": "broadcast"},
+    "causal": {"causal": True},
+    "causal_mask": {"causal": True, "mask": True},
+    "bias": {"bias": True},
+    "mask_bias_causal": {"causal": True, "mask": True, "bias": True},
+}
+
+
+def _case(name, lq, lk, seed=0, batch=(2, 3)):
+    rng = np.random.default_rng(seed)
+    spec = CASES[name]
+    q, k, v = (rng.normal(size=batch + (lq, 4)), rng.normal(size=batch[-1:] + (lk, 4)),
+               rng.normal(size=batch + (lk, 3)))
+    mask = bias = None
+    if spec.get("mask") is True:
+        mask = rng.random(batch + (lq, lk)) < 0.7
+        if lq > 2:
+            mask[0, 0, 2] = False                     # one fully masked row
+    elif spec.get("mask") == "broadcast":
+        mask = rng.random((lk,)) < 0.7               # a key mask, rank 1
+    if spec.get("bias"):
+        bias = rng.normal(size=(lq, 1))              # broadcast over keys
+    return (q, k, v), mask, bias, spec.get("causal", False)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("lq,lk,block", [(7, 11, 3), (11, 7, 4), (16, 16, 16), (9, 9, 1), (5, 13, None)])
+def test_matches_oracle(backend, name, lq, lk, block):
+    (q, k, v), mask, bias, causal = _case(name, lq, lk)
+    want, _ = oracle.scaled_dot_product_attention(q, k, v, mask, bias, causal=causal)
+    x = lambda a: None if a is None else backend.asarray(a)
+    out, lse = backend.mod.flash_attention(x(q), x(k), x(v), x(mask), x(bias), causal=causal, block_size=block,
+                                           return_lse=True)
+    np.testing.assert_allclose(backend.to_numpy(out), want, atol=1e-10, rtol=0)
+    # The log-sum-exp of the allowed, scaled scores; -inf where no key is allowed.
+    s = np.einsum("...qd,...kd->...qk", q, np.broadcast_to(k, q.shape[:-2] + k.shape[-2:])) / 2.0
+    if bias is not None:
+        s = s + bias
+    allowed = np.ones(s.shape, bool) if mask is None else np.broadcast_to(mask, s.shape)
+    if causal:
+        allowed = allowed & oracle.causal_mask(lq, lk)
+    with np.errstate(divide="ignore"):
+        want_lse = np.log(np.where(allowed, np.exp(s), 0).sum(-1))
+    np.testing.assert_allclose(backend.to_numpy(lse), want_lse, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("lq,lk", [(0, 4), (4, 0), (0, 0)])
+def test_empty(backend, lq, lk):
+    (q, k, v), *_ = _case("none", lq, lk)
+    out = backend.to_numpy(backend.mod.flash_attention(*(backend.asarray(a) for a in (q, k, v))))
+    assert out.shape == (2, 3, lq, 3) and not out.any()
+
+
+def test_float32_and_dtype(backend):
+    (q, k, v), mask, _, _ = _case("mask", 33, 40)
+    args = [backend.asarray(a, "float32") for a in (q, k, v)]
+    out = backend.mod.flash_attention(*args, backend.asarray(mask), causal=True, block_size=8)
+    assert "float32" in str(out.dtype)
+    want, _ = oracle.scaled_dot_product_attention(q, k, v, mask, causal=True)
+    np.testing.assert_allclose(backend.to_numpy(out), want, atol=1e-5, rtol=0)
+
+
+def test_agrees_with_sdpa_at_large_logits(backend):
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.normal(size=(20, 8)) * 100 for _ in range(3))
+    a = [backend.asarray(x) for x in (q, k, v)]
+    flash = backend.to_numpy(backend.mod.flash_attention(*a, scale=1.0, block_size=6))
+    naive = backend.to_numpy(backend.mod.scaled_dot_product_attention(*a, scale=1.0))
+    assert np.isfinite(flash).all()
+    np.testing.assert_allclose(flash, naive, atol=1e-9, rtol=0)
+
+
+def test_gradients_match_sdpa():
+    torch = pytest.importorskip("torch")
+    import attnbook.torch as at
+
+    rng = np.random.default_rng(4)
+    q, k, v = (torch.tensor(rng.normal(size=(2, 9, 4)), requires_grad=True) for _ in range(3))
+    mask = torch.tensor(rng.random((9, 9)) < 0.8)
+    g = torch.tensor(rng.normal(size=(2, 9, 4)))
+    grads = []
+    for fn in (lambda: at.flash_attention(q, k, v, mask, causal=True, block_size=4),
+               lambda: at.scaled_dot_product_attention(q, k, v, mask, causal=True, return_weights=True)[0]):
+        (fn() * g).sum().backward()
+        grads.append([t.grad.clone() for t in (q, k, v)])
+        for t in (q, k, v):
+            t.grad = None
+    for a, b in zip(*grads):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_gradients_tensorflow_match_torch():
+    tf = pytest.importorskip("tensorflow")
+    torch = pytest.importorskip("torch")
+    import attnbook.tensorflow as atf
+    import attnbook.torch as at
+
+    rng = np.random.default_rng(5)
+    arrays = [rng.normal(size=(3, 7, 4)) for _ in range(3)]
+    g = rng.normal(size=(3, 7, 4))
+    tq = [torch.tensor(a, requires_grad=True) for a in arrays]
+    (at.flash_attention(*tq, causal=True, block_size=3) * torch.tensor(g)).sum().backward()
+    fq = [tf.Variable(a) for a in arrays]
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(atf.flash_attention(*fq, causal=True, block_size=3) * g)
+    for t, f in zip(tq, tape.gradient(loss, fq)):
+        np.testing.assert_allclose(t.grad.numpy(), f.numpy(), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("block_size,exc", [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_bad_block_size(backend, block_size, exc):
+    (q, k, v), *_ = _case("none", 3, 3)
+    messages = set()
+    with pytest.raises(exc, match="block_size") as err:
+        backend.mod.flash_attention(*(backend.asarray(a) for a in (q, k, v)), block_size=block_size)
+    messages.add(str(err.value))
+    assert len(messages) == 1
+
+
+def test_causal_skips_blocks_above_the_diagonal(monkeypatch):
+    """With causal=True and Lq = Lk = 4 blocks, only the 10 tiles on or below the diagonal are computed."""
+    import attnbook.numpy as an
+
+    calls = []
+    real = np.exp
+    monkeypatch.setattr(an.np, "exp", lambda x: (calls.append(np.shape(x)), real(x))[1])
+    q = np.random.default_rng(6).normal(size=(16, 4))
+    an.flash_attention(q, q, q, causal=True, block_size=4)
+    tiles = [s for s in calls if s == (4, 4)]
+    assert len(tiles) == 10                         # 4 + 3 + 2 + 1; the 6 tiles above the diagonal are skipped
