@@ -1,0 +1,40 @@
+# The two commands a reader needs: `make book` (HTML in _build/html) and `make test` (all tests).
+# Each creates $(VENV) on first use and installs the pinned CPU environment from requirements/.
+
+PYTHON ?= python3
+VENV ?= .venv
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-n auto -x"`.
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+REQUIREMENTS := $(wildcard requirements/*.txt)
+PIP_INSTALL := $(BIN)/python -m pip install -c requirements/constraints.txt
+
+.PHONY: venv book test clean distclean
+
+venv: $(STAMP)
+
+# The stamp is newer than pyproject.toml and requirements/*.txt once they are installed, so a second
+# `make` does not reinstall; editing any of them reinstalls (pip skips what is already satisfied).
+$(STAMP): pyproject.toml $(REQUIREMENTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -r requirements/cpu.txt
+	$(PIP_INSTALL) -e ".[book,test]"
+	touch $@
+
+book: venv
+	$(BIN)/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
+
+# One run: the package tests under tests/ and every notebook under book/ (nbval-lax: a notebook
+# passes when every cell runs without error; outputs are not compared). --nbval-current-env runs
+# the notebooks in $(VENV) whatever kernel their metadata names.
+test: venv
+	$(BIN)/python -m pytest -p no:cacheprovider tests book --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+clean:
+	rm -rf _build .jupyter_cache .pytest_cache .hypothesis build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV)
