@@ -294,6 +294,12 @@ class _Params(keras.layers.Layer):
         for name, value in _params.check_set(self.shapes, params).items():
             getattr(self, f"_{name}").assign(value)
 
+    def __call__(self, *args, mask=None, **kwargs):
+        # Keras gives a call argument named `mask` a meaning of its own: it fills it in from the `_keras_mask` of
+        # the inputs, a (B, L) keep-mask that would broadcast wrongly against (B, H, Lq, Lk) scores. Our `mask` is
+        # the attention mask of the other twins, so it travels to `call` under another name.
+        return super().__call__(*args, attention_mask=mask, **kwargs)
+
 
 class MultiHeadAttention(_Params):
     """Multi-head attention as a ``keras.layers.Layer``; the weights are ``w_q, w_k, w_v, w_o`` (+ biases).
@@ -310,11 +316,12 @@ class MultiHeadAttention(_Params):
         self.num_heads, self.dropout = num_heads, dropout
         self._init_params(shapes, seed, dtype)
 
-    def call(self, query, key=None, value=None, mask=None, bias=None, causal=False, return_weights=False,
+    def call(self, query, key=None, value=None, attention_mask=None, bias=None, causal=False, return_weights=False,
              training=False):
         key = query if key is None else key
         value = key if value is None else value
-        return multi_head_attention(query, key, value, self.params(), self.num_heads, mask, bias, causal=causal,
+        return multi_head_attention(query, key, value, self.params(), self.num_heads, attention_mask, bias,
+                                    causal=causal,
                                     dropout=self.dropout if training else 0.0, return_weights=return_weights)
 
 
@@ -325,7 +332,7 @@ class AdditiveAttention(_Params):
         super().__init__(dtype=dtype, **kwargs)
         self._init_params(_params.additive_shapes(query_dim, key_dim, hidden_dim), seed, dtype)
 
-    def call(self, query, key, value, mask=None, causal=False, return_weights=False):
+    def call(self, query, key, value, attention_mask=None, causal=False, return_weights=False):
         p = self.params()
-        return additive_attention(query, key, value, p["w_query"], p["w_key"], p["v"], mask, causal=causal,
+        return additive_attention(query, key, value, p["w_query"], p["w_key"], p["v"], attention_mask, causal=causal,
                                   return_weights=return_weights)

@@ -289,7 +289,7 @@ class _Params(torch.nn.Module):
 
     def get_params(self):
         """The parameters as a dict of NumPy arrays (float32 for bfloat16 layers)."""
-        return {name: p.detach().cpu().float().numpy() if p.dtype == torch.bfloat16 else p.detach().cpu().numpy()
+        return {name: (p.detach().float() if p.dtype == torch.bfloat16 else p.detach()).cpu().numpy().copy()
                 for name, p in self.params().items()}
 
     def set_params(self, params):
