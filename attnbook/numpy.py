@@ -19,6 +19,13 @@ __all__ = [
 ]
 
 
+def _dtype(name):
+    """A float dtype by name; NumPy has no bfloat16, so that one is refused rather than silently changed."""
+    if _spec.check_dtype_name(name) == "bfloat16":
+        raise ValueError("dtype bfloat16 is not available in NumPy; use float32 here, or the torch/tensorflow twin")
+    return name
+
+
 def _info(name, x):
     """Describe an array argument for the shared checks; ``None`` stays ``None``."""
     if x is None:
@@ -52,6 +59,9 @@ def _allowed(mask, causal, lq, lk):
 def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
     """Normalise ``scores (..., Lq, Lk)`` into weights and take the weighted sum of ``value (..., Lk, dv)``."""
     weights = _masked_softmax(scores, allowed)
+    shape = np.broadcast_shapes(weights.shape[:-2], value.shape[:-2]) + weights.shape[-2:]
+    if shape != weights.shape:                  # batch axes that only `value` has: weights cover them too
+        weights = np.broadcast_to(weights, shape).copy()
     if dropout > 0:
         keep = np.random.default_rng(seed).random(weights.shape) >= dropout
         weights = np.where(keep, weights / (1.0 - dropout), 0).astype(weights.dtype)
@@ -223,14 +233,14 @@ def mask_from_additive(additive, threshold=-1e4):
 @implements
 def mask_to_additive(mask, dtype="float32"):
     _spec.check_bool("mask", _info("mask", mask))
-    dtype = _spec.check_dtype_name(dtype)
+    dtype = _dtype(dtype)
     return np.where(mask, 0.0, -np.inf).astype(dtype)
 
 
 @implements
 def sinusoidal_positional_encoding(length, d_model, base=10000.0, dtype="float32"):
     length, d_model = _spec.check_positional(length, d_model, base)
-    dtype = _spec.check_dtype_name(dtype)
+    dtype = _dtype(dtype)
     position = np.arange(length, dtype=np.float64)[:, None]                # (L, 1)
     freq = base ** (-np.arange(0, d_model, 2, dtype=np.float64) / d_model)  # (ceil(d/2),)
     pe = np.zeros((length, d_model))
@@ -252,7 +262,7 @@ class MultiHeadAttention:
                                                 use_bias)
         _spec.check_dropout(dropout, None)
         self.num_heads, self.dropout = num_heads, dropout
-        self.params = _params.init(self.shapes, seed, dtype)
+        self.params = _params.init(self.shapes, seed, _dtype(dtype))
 
     def __call__(self, query, key=None, value=None, mask=None, bias=None, causal=False, return_weights=False,
                  training=False):
@@ -274,7 +284,7 @@ class AdditiveAttention:
 
     def __init__(self, query_dim, key_dim, hidden_dim, *, seed=0, dtype="float32"):
         self.shapes = _params.additive_shapes(query_dim, key_dim, hidden_dim)
-        self.params = _params.init(self.shapes, seed, dtype)
+        self.params = _params.init(self.shapes, seed, _dtype(dtype))
 
     def __call__(self, query, key, value, mask=None, causal=False, return_weights=False):
         p = self.params

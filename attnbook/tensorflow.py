@@ -64,6 +64,11 @@ def _allowed(mask, causal, lq, lk):
 
 def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
     weights = _masked_softmax(scores, allowed)
+    if value.shape.rank > weights.shape.rank or any(
+            w == 1 and v != 1 for w, v in zip(weights.shape[-3::-1], value.shape[-3::-1])):
+        # batch axes that only `value` has: weights cover them too
+        batch = tf.broadcast_dynamic_shape(tf.shape(weights)[:-2], tf.shape(value)[:-2])
+        weights = tf.broadcast_to(weights, tf.concat([batch, tf.shape(weights)[-2:]], axis=0))
     if dropout > 0:
         shape = tf.shape(weights)
         if seed is None:
@@ -281,6 +286,15 @@ class _Params(keras.layers.Layer):
             setattr(self, f"_{name}", var)
         self.built = True
 
+    @staticmethod
+    def _plain_errors(fn, *args, **kwargs):
+        """Run ``fn``; a TypeError/ValueError leaves Keras unreworded, so it reads as in the other twins."""
+        try:
+            return fn(*args, **kwargs)
+        except (TypeError, ValueError) as err:
+            err._keras_call_info_injected = True    # Keras' marker for "already annotated": it re-raises as is
+            raise
+
     def params(self):
         """The weights as TensorFlow variables, the parameter dict that the functions take."""
         return {name: getattr(self, f"_{name}").value for name in self.shapes}
@@ -320,9 +334,9 @@ class MultiHeadAttention(_Params):
              training=False):
         key = query if key is None else key
         value = key if value is None else value
-        return multi_head_attention(query, key, value, self.params(), self.num_heads, attention_mask, bias,
-                                    causal=causal,
-                                    dropout=self.dropout if training else 0.0, return_weights=return_weights)
+        return self._plain_errors(multi_head_attention, query, key, value, self.params(), self.num_heads,
+                                  attention_mask, bias, causal=causal, dropout=self.dropout if training else 0.0,
+                                  return_weights=return_weights)
 
 
 class AdditiveAttention(_Params):
@@ -334,5 +348,5 @@ class AdditiveAttention(_Params):
 
     def call(self, query, key, value, attention_mask=None, causal=False, return_weights=False):
         p = self.params()
-        return additive_attention(query, key, value, p["w_query"], p["w_key"], p["v"], attention_mask, causal=causal,
-                                  return_weights=return_weights)
+        return self._plain_errors(additive_attention, query, key, value, p["w_query"], p["w_key"], p["v"],
+                                  attention_mask, causal=causal, return_weights=return_weights)

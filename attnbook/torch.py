@@ -56,6 +56,9 @@ def _allowed(mask, causal, lq, lk, device):
 
 def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
     weights = _masked_softmax(scores, allowed)
+    shape = torch.broadcast_shapes(weights.shape[:-2], value.shape[:-2]) + weights.shape[-2:]
+    if shape != weights.shape:                  # batch axes that only `value` has: weights cover them too
+        weights = weights.expand(shape)
     if dropout > 0:
         gen = None
         if seed is not None:
