@@ -1,0 +1,113 @@
+"""An independent float64 NumPy reference for attention, written from the math.
+
+Nothing here imports attnbook: the package is checked against these few lines, not against itself.
+Every function takes and returns NumPy arrays and computes in float64.
+"""
+
+import numpy as np
+
+
+def causal_mask(lq, lk=None):
+    """(lq, lk) bool, True where key j <= query i (top-left aligned)."""
+    lk = lq if lk is None else lk
+    return np.array([[j <= i for j in range(lk)] for i in range(lq)], dtype=bool).reshape(lq, lk)
+
+
+def softmax(x, axis=-1, mask=None):
+    """Softmax over ``axis``; masked (False) or -inf entries get 0; a slice with nothing left is all 0."""
+    x = np.asarray(x, dtype=np.float64)
+    keep = np.ones(x.shape, dtype=bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), x.shape)
+    keep = keep & (x > -np.inf)
+    x = np.moveaxis(x, axis, -1)
+    keep = np.moveaxis(keep, axis, -1)
+    out = np.zeros(x.shape, dtype=np.float64)
+    for idx in np.ndindex(*x.shape[:-1]):
+        row, k = x[idx], keep[idx]
+        if not k.any():
+            continue
+        m = row[k].max()
+        e = np.where(k, np.exp(np.where(k, row - m, 0.0)), 0.0)
+        out[idx] = e / e.sum()
+    return np.moveaxis(out, -1, axis)
+
+
+def _attend(scores, value, mask, causal):
+    """Shared tail: mask + causal, softmax over keys, weights @ value; returns (output, weights)."""
+    lq, lk = scores.shape[-2:]
+    keep = np.ones(scores.shape, dtype=bool)
+    if mask is not None:
+        keep = keep & np.asarray(mask, dtype=bool)
+    if causal:
+        keep = keep & causal_mask(lq, lk)
+    batch = np.broadcast_shapes(keep.shape[:-2], scores.shape[:-2], value.shape[:-2])
+    scores = np.broadcast_to(scores, batch + (lq, lk))
+    keep = np.broadcast_to(keep, batch + (lq, lk))
+    weights = softmax(scores, axis=-1, mask=keep)
+    value = np.broadcast_to(value, batch + value.shape[-2:])
+    out = np.einsum("...qk,...kv->...qv", weights, value)
+    return out, weights
+
+
+def _f64(*arrays):
+    return [None if a is None else np.asarray(a, dtype=np.float64) for a in arrays]
+
+
+def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None):
+    """softmax(q k^T * scale + bias) v; returns (output (..., Lq, dv), weights (..., Lq, Lk))."""
+    query, key, value, bias = _f64(query, key, value, bias)
+    d = query.shape[-1]
+    scale = (1.0 / np.sqrt(d) if d > 0 else 1.0) if scale is None else float(scale)
+    scores = np.einsum("...qd,...kd->...qk", query, key) * scale
+    if bias is not None:
+        scores = scores + bias
+    return _attend(scores, value, mask, causal)
+
+
+def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causal=False):
+    """score[i, j] = sum_h v[h] tanh((q_i @ w_query)[h] + (k_j @ w_key)[h]); no scaling."""
+    query, key, value, w_query, w_key, v = _f64(query, key, value, w_query, w_key, v)
+    qh = query @ w_query  # (..., Lq, h)
+    kh = key @ w_key  # (..., Lk, h)
+    scores = np.tanh(qh[..., :, None, :] + kh[..., None, :, :]) @ v  # (..., Lq, Lk)
+    return _attend(scores, value, mask, causal)
+
+
+def bilinear_attention(query, key, value, w, mask=None, *, causal=False):
+    """score[i, j] = q_i @ w @ k_j; no scaling."""
+    query, key, value, w = _f64(query, key, value, w)
+    scores = np.einsum("...qa,ab,...kb->...qk", query, w, key)
+    return _attend(scores, value, mask, causal)
+
+
+def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False):
+    """Project, split D into contiguous head slices, attend per head, merge, project.
+
+    Returns (output (B, Lq, Do), weights (B, H, Lq, Lk)).
+    """
+    query, key, value = _f64(query, key, value)
+    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+
+    def proj(x, w, b):
+        y = x @ p[w]
+        return y + p[b] if b in p else y
+
+    q, k, v = proj(query, "w_q", "b_q"), proj(key, "w_k", "b_k"), proj(value, "w_v", "b_v")
+    D = q.shape[-1]
+    dh = D // num_heads
+
+    def split(x):  # (B, L, D) -> (B, H, L, dh), head h = columns h*dh:(h+1)*dh
+        return np.stack([x[..., h * dh:(h + 1) * dh] for h in range(num_heads)], axis=1)
+
+    out, weights = scaled_dot_product_attention(split(q), split(k), split(v), mask, bias, causal=causal)
+    merged = np.concatenate([out[:, h] for h in range(num_heads)], axis=-1)  # (B, Lq, D)
+    return proj(merged, "w_o", "b_o"), weights
+
+
+def sinusoidal_positional_encoding(length, d_model, base=10000.0):
+    pe = np.zeros((length, d_model))
+    for p in range(length):
+        for c in range(d_model):
+            i = c // 2
+            angle = p / base ** (2 * i / d_model)
+            pe[p, c] = np.sin(angle) if c % 2 == 0 else np.cos(angle)
+    return pe

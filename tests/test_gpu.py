@@ -1,0 +1,79 @@
+"""On a CUDA GPU: the same attention as on the CPU, and outputs stay on the input's device. Skips without a GPU."""
+
+import numpy as np
+import pytest
+
+from adapters import get, require_gpu
+from cases import FUNCTIONS, convert, make_case
+
+pytestmark = pytest.mark.gpu
+
+
+def _to(t, device):
+    import torch
+    if isinstance(t, torch.Tensor):
+        return t.to(device)
+    if isinstance(t, dict):
+        return {k: v.to(device) for k, v in t.items()}
+    return t
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS)
+def test_torch_cuda_matches_cpu(fn):
+    require_gpu("torch")
+    T = get("torch")
+    case = make_case(fn, "causal_mask")
+    args, kwargs = convert(T, case, "float32")
+    cpu = getattr(T.mod, fn)(*args, **kwargs, return_weights=True)
+    gpu_args = [_to(a, "cuda") for a in args]
+    gpu_kwargs = {k: _to(v, "cuda") for k, v in kwargs.items()}
+    gpu = getattr(T.mod, fn)(*gpu_args, **gpu_kwargs, return_weights=True)
+    for c, g in zip(cpu, gpu):
+        assert g.device.type == "cuda"
+        np.testing.assert_allclose(T.to_numpy(g), T.to_numpy(c), atol=1e-4)
+
+
+def test_torch_cuda_dropout_and_masks_stay_on_device():
+    require_gpu("torch")
+    import torch
+    T = get("torch")
+    q = torch.randn(2, 4, 3, device="cuda")
+    out, w = T.mod.scaled_dot_product_attention(q, q, q, dropout=0.5, seed=1, causal=True, return_weights=True)
+    assert out.device.type == "cuda" and w.device.type == "cuda"
+    lengths = torch.tensor([1, 3], device="cuda")
+    assert T.mod.padding_mask(lengths).device.type == "cuda"
+    for dtype in (torch.float16, torch.bfloat16):
+        out = T.mod.scaled_dot_product_attention(q.to(dtype), q.to(dtype), q.to(dtype))
+        assert out.dtype == dtype and out.device.type == "cuda"
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS)
+def test_tensorflow_gpu_matches_cpu(fn):
+    require_gpu("tensorflow")
+    import tensorflow as tf
+    TF = get("tensorflow")
+    case = make_case(fn, "causal_mask")
+    with tf.device("CPU:0"):
+        args, kwargs = convert(TF, case, "float32")
+        cpu = getattr(TF.mod, fn)(*args, **kwargs, return_weights=True)
+    with tf.device("GPU:0"):
+        args, kwargs = convert(TF, case, "float32")
+        args = [tf.identity(a) if isinstance(a, tf.Tensor) else a for a in args]
+        gpu = getattr(TF.mod, fn)(*args, **kwargs, return_weights=True)
+    for c, g in zip(cpu, gpu):
+        assert "GPU" in g.device
+        np.testing.assert_allclose(TF.to_numpy(g), TF.to_numpy(c), atol=1e-4)
+
+
+def test_torch_layer_on_cuda():
+    require_gpu("torch")
+    import torch
+    T = get("torch")
+    layer = T.mod.MultiHeadAttention(d_model=4, num_heads=2).eval()
+    x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype("float32")
+    cpu = layer(torch.from_numpy(x))
+    layer = layer.cuda()
+    gpu = layer(torch.from_numpy(x).cuda())
+    assert gpu.device.type == "cuda"
+    np.testing.assert_allclose(T.to_numpy(gpu), T.to_numpy(cpu), atol=1e-4)
+    assert layer.get_params()["w_q"].shape == (4, 4)
