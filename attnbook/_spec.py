@@ -202,6 +202,15 @@ def block_slices(length, size):
     return [(s, min(s + size, length)) for s in range(0, length, size)]
 
 
+def tile(x, rows, cols):
+    """The ``(..., rows, cols)`` tile of a mask or bias ``x`` broadcastable to the scores; its size-1 (broadcast)
+    axes and the axes it lacks stay whole. Only indexing and ``.shape`` are used, so it serves every twin."""
+    if x is None or len(x.shape) == 0:
+        return x
+    cut = [slice(None) if n == 1 else slice(*r) for n, r in zip(x.shape[-2:], (rows, cols)[-len(x.shape):])]
+    return x[(...,) + tuple(cut)]
+
+
 def check_additive(query, key, w_query, w_key, v):
     for name, info in (("w_query", w_query), ("w_key", w_key)):
         check_rank(name, info, 2, "(d, h)", exact=True)

@@ -120,14 +120,6 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
                    return_weights)
 
 
-def _tile(x, rows, cols):
-    """The ``(..., rows, cols)`` tile of a mask or bias, keeping its size-1 (broadcast) axes whole."""
-    if x is None:
-        return None
-    x = x.reshape((1,) * (2 - x.ndim) + x.shape) if x.ndim < 2 else x
-    return x[..., slice(*rows) if x.shape[-2] != 1 else slice(None), slice(*cols) if x.shape[-1] != 1 else slice(None)]
-
-
 @implements
 def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
                     return_lse=False):
@@ -150,8 +142,8 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
                 break                                   # this and every later key block lies above the diagonal
             s = (qb @ np.swapaxes(k[..., cols[0]:cols[1], :], -1, -2)) * scale   # (..., bq, bk)
             if bias is not None:
-                s = s + _tile(bias, rows, cols).astype(compute, copy=False)
-            allowed = _tile(mask, rows, cols)
+                s = s + _spec.tile(bias, rows, cols).astype(compute, copy=False)
+            allowed = _spec.tile(mask, rows, cols)
             if causal and cols[1] - 1 > rows[0]:        # the tile straddles the diagonal
                 tri = np.arange(*rows)[:, None] >= np.arange(*cols)[None, :]
                 allowed = tri if allowed is None else allowed & tri

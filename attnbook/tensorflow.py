@@ -134,14 +134,6 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
                    return_weights)
 
 
-def _tile(x, rows, cols):
-    """The ``(..., rows, cols)`` tile of a mask or bias, keeping its size-1 (broadcast) axes whole."""
-    if x is None:
-        return None
-    x = tf.reshape(x, (1,) * (2 - x.shape.rank) + tuple(x.shape)) if x.shape.rank < 2 else x
-    return x[..., slice(*rows) if x.shape[-2] != 1 else slice(None), slice(*cols) if x.shape[-1] != 1 else slice(None)]
-
-
 @implements
 def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
                     return_lse=False):
@@ -164,8 +156,8 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
                 break                                   # this and every later key block lies above the diagonal
             s = tf.linalg.matmul(qb, k[..., cols[0]:cols[1], :], transpose_b=True) * scale   # (..., bq, bk)
             if bias is not None:
-                s = s + tf.cast(_tile(bias, rows, cols), compute)
-            allowed = _tile(mask, rows, cols)
+                s = s + tf.cast(_spec.tile(bias, rows, cols), compute)
+            allowed = _spec.tile(mask, rows, cols)
             if causal and cols[1] - 1 > rows[0]:        # the tile straddles the diagonal
                 tri = tf.range(*rows)[:, None] >= tf.range(*cols)[None, :]
                 allowed = tri if allowed is None else tf.logical_and(allowed, tri)

@@ -140,14 +140,6 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
                    query.dtype, return_weights)
 
 
-def _tile(x, rows, cols):
-    """The ``(..., rows, cols)`` tile of a mask or bias, keeping its size-1 (broadcast) axes whole."""
-    if x is None:
-        return None
-    x = x.reshape((1,) * (2 - x.dim()) + tuple(x.shape)) if x.dim() < 2 else x
-    return x[..., slice(*rows) if x.shape[-2] != 1 else slice(None), slice(*cols) if x.shape[-1] != 1 else slice(None)]
-
-
 @implements
 def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
                     return_lse=False):
@@ -169,8 +161,8 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
                 break                                   # this and every later key block lies above the diagonal
             s = (qb @ k[..., cols[0]:cols[1], :].transpose(-2, -1)) * plan.scale   # (..., bq, bk)
             if bias is not None:
-                s = s + _tile(bias, rows, cols).to(compute)
-            allowed = _tile(mask, rows, cols)
+                s = s + _spec.tile(bias, rows, cols).to(compute)
+            allowed = _spec.tile(mask, rows, cols)
             if causal and cols[1] - 1 > rows[0]:        # the tile straddles the diagonal
                 tri = torch.arange(*rows, device=dev)[:, None] >= torch.arange(*cols, device=dev)[None, :]
                 allowed = tri if allowed is None else allowed & tri
