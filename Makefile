@@ -20,7 +20,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -r requirements/cpu.txt
-	$(PIP_INSTALL) -e ".[book,test]"
+	$(PIP_INSTALL) -e ".[book,test,release]"
 	touch $@
 
 book: venv
