@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := $(wildcard requirements/*.txt)
 PIP_INSTALL := $(BIN)/python -m pip install -c requirements/constraints.txt
 
-.PHONY: venv book test clean distclean
+.PHONY: venv book test release-check clean distclean
 
 venv: $(STAMP)
 
@@ -28,9 +28,15 @@ book: venv
 
 # One run: the package tests under tests/ and every notebook under book/ (nbval-lax: a notebook
 # passes when every cell runs without error; outputs are not compared). --nbval-current-env runs
-# the notebooks in $(VENV) whatever kernel their metadata names.
+# the notebooks in $(VENV) whatever kernel their metadata names. tests/test_site.py drives headless
+# Chromium over the built site in _build/html (building it first if a page is missing); without a
+# Chromium it skips, unless CI=true. Its screenshots land in _build/screenshots/.
 test: venv
 	$(BIN)/python -m pytest -p no:cacheprovider tests book --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+# Build the wheel and sdist into dist/, twine-check them, and install the wheel in a clean venv.
+release-check: venv
+	bash .ci/release-check $(BIN)/python
 
 clean:
 	rm -rf _build .jupyter_cache .pytest_cache .hypothesis build dist *.egg-info
