@@ -83,12 +83,60 @@ def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, cau
                                  _info("mask", mask), _info("bias", bias), causal=causal,
                                  return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
     compute = _spec.compute_dtype(query.dtype.name)
+    if not return_weights and plan.dropout == 0 and plan.lk > 0:
+        return _sdpa_blocked(query, key, value, mask, bias, causal, plan, compute)    # same result, faster
     q, k, v = (a.astype(compute, copy=False) for a in (query, key, value))
     scores = (q @ np.swapaxes(k, -1, -2)) * np.asarray(plan.scale, compute)   # (..., Lq, Lk)
     if bias is not None:
         scores = scores + bias.astype(compute, copy=False)
     allowed = _allowed(mask, causal, plan.lq, plan.lk)
     return _attend(scores, v, allowed, plan.dropout, seed, query.dtype, return_weights)
+
+
+# Score entries per query block of the fast path (8 MiB of float32): the block's scores stay in the CPU's last-level
+# cache between the passes (max, exp, sum, matmul) that read them, memory no longer grows as Lq * Lk, and the blocks
+# are few enough (8 at N = 4096) that each BLAS call is big enough to keep every core busy.
+_SCORE_BLOCK = 1 << 21
+
+
+def _sdpa_blocked(query, key, value, mask, bias, causal, plan, compute):
+    """``softmax(q k^T * scale + bias) v`` when no weights are asked for: the fast path of the NumPy twin.
+
+    The same arithmetic as the explicit path, arranged for speed: the scale is folded into ``q`` (``Lq * d``
+    multiplications instead of ``Lq * Lk``); queries go in blocks whose ``(..., bq, Lk)`` scores fit in cache; the
+    max is subtracted and ``exp`` taken in place; and the normalisation divides the ``(bq, dv)`` output of the
+    second matmul instead of the ``(bq, Lk)`` weights. With ``causal=True`` a block never computes the keys after
+    its last query, which no row of the block may see (about half the work when ``Lq == Lk``).
+    """
+    q = query.astype(compute) * np.asarray(plan.scale, compute)           # (..., Lq, d), a fresh copy
+    kt = np.swapaxes(key.astype(compute, copy=False), -1, -2)              # (..., d, Lk)
+    v = value.astype(compute, copy=False)                                  # (..., Lk, dv)
+    out = np.empty(plan.batch + (plan.lq, plan.dv), compute)
+    batch = int(np.prod(plan.batch, dtype=np.int64))
+    bq = max(1, _SCORE_BLOCK // (batch * plan.lk))
+    for start in range(0, plan.lq, bq):
+        rows = (start, min(start + bq, plan.lq))
+        lk = min(plan.lk, rows[1]) if causal else plan.lk                  # keys any row of this block may see
+        s = q[..., rows[0]:rows[1], :] @ kt[..., :lk]                      # (..., bq, lk)
+        if bias is not None:
+            s = s + _spec.tile(bias, rows, (0, lk)).astype(compute, copy=False)
+        allowed = _spec.tile(mask, rows, (0, lk))
+        if causal:
+            tri = np.arange(*rows)[:, None] >= np.arange(lk)[None, :]
+            allowed = tri if allowed is None else allowed & tri
+        if allowed is not None:
+            s = np.where(allowed, s, -np.inf)
+        m = s.max(axis=-1, keepdims=True)
+        if allowed is not None or bias is not None:
+            m[np.isneginf(m)] = 0                       # a row with nothing to attend to: exp(-inf - 0) = 0
+        s -= m
+        np.exp(s, out=s)
+        total = s.sum(axis=-1, keepdims=True)
+        total[total == 0] = 1                           # ... and its output stays 0
+        o = s @ v[..., :lk, :]                                             # (..., bq, dv)
+        o /= total
+        out[..., rows[0]:rows[1], :] = o
+    return out.astype(query.dtype, copy=False)
 
 
 @implements
@@ -120,27 +168,34 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
                    return_weights)
 
 
+# Default flash tiles: 512 queries x 4096 keys (8 MiB of float32 scores). Large tiles amortise the Python loop and
+# make each BLAS call big enough to keep every core busy; the tile, not the sequence length, sets the memory.
+_FLASH_BLOCK_Q, _FLASH_BLOCK_K = 512, 4096
+
+
 @implements
 def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
                     return_lse=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
                                  _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
     _spec.check_flag("return_lse", return_lse)
-    block = _spec.check_block_size(block_size, 512)
+    block = _spec.check_block_size(block_size, None)
+    block_q, block_k = (block, block) if block else (_FLASH_BLOCK_Q, _FLASH_BLOCK_K)
     compute = _spec.compute_dtype(query.dtype.name)
-    q, k, v = (a.astype(compute, copy=False) for a in (query, key, value))
-    scale = np.asarray(plan.scale, compute)
+    q = query.astype(compute) * np.asarray(plan.scale, compute)            # scale folded into q once
+    q = np.broadcast_to(q, plan.batch + q.shape[-2:])   # so every tile has the batch axes of m, l and acc
+    k, v = (a.astype(compute, copy=False) for a in (key, value))
     out = np.zeros(plan.batch + (plan.lq, plan.dv), compute)
     lse = np.full(plan.batch + (plan.lq,), -np.inf, compute)
-    for rows in _spec.block_slices(plan.lq, block):
+    for rows in _spec.block_slices(plan.lq, block_q):
         qb = q[..., rows[0]:rows[1], :]                                     # (..., bq, d)
         m = np.full(plan.batch + (rows[1] - rows[0], 1), -np.inf, compute)  # running max
         l = np.zeros_like(m)                                                # running sum of exp(s - m)
         acc = np.zeros(plan.batch + (rows[1] - rows[0], plan.dv), compute)   # running sum of exp(s - m) v
-        for cols in _spec.block_slices(plan.lk, block):
+        for cols in _spec.block_slices(plan.lk, block_k):
             if causal and cols[0] > rows[1] - 1:
                 break                                   # this and every later key block lies above the diagonal
-            s = (qb @ np.swapaxes(k[..., cols[0]:cols[1], :], -1, -2)) * scale   # (..., bq, bk)
+            s = qb @ np.swapaxes(k[..., cols[0]:cols[1], :], -1, -2)        # (..., bq, bk)
             if bias is not None:
                 s = s + _spec.tile(bias, rows, cols).astype(compute, copy=False)
             allowed = _spec.tile(mask, rows, cols)
@@ -151,10 +206,12 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
                 s = np.where(allowed, s, -np.inf)
             m_new = np.maximum(m, s.max(axis=-1, keepdims=True))
             m_safe = np.where(np.isneginf(m_new), 0, m_new)                # rows with no key yet stay at 0
-            p = np.exp(s - m_safe)
+            s -= m_safe                                 # in place: s is this tile's own array
+            p = np.exp(s)
             alpha = np.exp(m - m_safe)                  # rescales what was accumulated under the old maximum
             l = alpha * l + p.sum(axis=-1, keepdims=True)
-            acc = alpha * acc + p @ v[..., cols[0]:cols[1], :]
+            acc *= alpha
+            acc += p @ v[..., cols[0]:cols[1], :]
             m = m_new
         out[..., rows[0]:rows[1], :] = acc / np.where(l == 0, 1, l)
         lse[..., rows[0]:rows[1]] = np.where(l > 0, m + np.log(np.where(l > 0, l, 1)), -np.inf)[..., 0]
@@ -167,6 +224,13 @@ def _split_heads(x, num_heads):
     return x.reshape(b, length, num_heads, width // num_heads).transpose(0, 2, 1, 3)   # (B, H, L, D/H)
 
 
+def _linear(x, w, b):
+    """``x @ w + b`` for ``x (B, L, in)`` as one 2-D matrix product: NumPy runs a 3-D @ 2-D product as B small
+    BLAS calls, many times slower than one large one."""
+    y = (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
+    return y if b is None else y + b
+
+
 @implements
 def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False,
                          dropout=0.0, seed=None, return_weights=False):
@@ -176,14 +240,14 @@ def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=N
     _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask), _info("bias", bias),
                            causal=causal, return_weights=return_weights, dropout=dropout, seed=seed)
     p = params
-    q = query @ p["w_q"] + p.get("b_q", 0)                                 # (B, Lq, D)
-    k = key @ p["w_k"] + p.get("b_k", 0)                                   # (B, Lk, D)
-    v = value @ p["w_v"] + p.get("b_v", 0)                                 # (B, Lk, D)
+    q = _linear(query, p["w_q"], p.get("b_q"))                              # (B, Lq, D)
+    k = _linear(key, p["w_k"], p.get("b_k"))                                # (B, Lk, D)
+    v = _linear(value, p["w_v"], p.get("b_v"))                              # (B, Lk, D)
     q, k, v = (_split_heads(a, num_heads) for a in (q, k, v))              # (B, H, L, D/H)
     out, weights = scaled_dot_product_attention(q, k, v, mask, bias, causal=causal, dropout=dropout,
                                                 seed=seed, return_weights=True)
     b, h, lq, dh = out.shape
-    out = out.transpose(0, 2, 1, 3).reshape(b, lq, h * dh) @ p["w_o"] + p.get("b_o", 0)   # (B, Lq, Do)
+    out = _linear(out.transpose(0, 2, 1, 3).reshape(b, lq, h * dh), p["w_o"], p.get("b_o"))   # (B, Lq, Do)
     out = out.astype(query.dtype, copy=False)
     return (out, weights) if return_weights else out
 

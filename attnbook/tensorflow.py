@@ -100,11 +100,37 @@ def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, cau
                                  return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
     compute = _compute(query.dtype)
     q, k, v = (tf.cast(a, compute) for a in (query, key, value))
+    if not return_weights and plan.dropout == 0 and plan.lk != 0:
+        return _sdpa_fused(q, k, v, mask, bias, causal, plan, query)    # same result, faster
     scores = tf.linalg.matmul(q, k, transpose_b=True) * tf.constant(plan.scale, compute)   # (..., Lq, Lk)
     if bias is not None:
         scores = scores + tf.cast(bias, compute)
     allowed = _allowed(mask, causal, *_lengths(query, key))
     return _attend(scores, v, allowed, plan.dropout, seed, query.dtype, return_weights)
+
+
+def _sdpa_fused(q, k, v, mask, bias, causal, plan, query):
+    """``softmax(q k^T * scale + bias) v`` when no weights are asked for: the fast path of the TensorFlow twin.
+
+    The same arithmetic as the explicit path, in fewer and fused kernels: the scale is folded into ``q`` (``Lq * d``
+    multiplications instead of ``Lq * Lk``) and the softmax is TensorFlow's single multi-threaded ``tf.nn.softmax``.
+    That kernel turns an all-``-inf`` row into NaN, so masked scores are set to the lowest finite number instead
+    (``exp`` still makes them exactly 0 next to any allowed key) and rows with no allowed key are zeroed at the end;
+    their gradients stay finite too.
+    """
+    compute = q.dtype
+    s = tf.linalg.matmul(q * tf.constant(plan.scale, compute), k, transpose_b=True)    # (..., Lq, Lk)
+    allowed = _allowed(mask, causal, *_lengths(query, k))
+    if bias is not None:
+        s = s + tf.cast(bias, compute)
+        finite = tf.not_equal(s, tf.constant(-np.inf, compute))         # a -inf bias masks its key too
+        allowed = finite if allowed is None else tf.logical_and(allowed, finite)
+    if allowed is not None:
+        s = tf.where(allowed, s, tf.constant(compute.min, compute))
+    out = tf.linalg.matmul(tf.nn.softmax(s, axis=-1), v)                                  # (..., Lq, dv)
+    if allowed is not None:
+        out = tf.where(tf.reduce_any(allowed, axis=-1, keepdims=True), out, tf.zeros((), compute))
+    return tf.cast(out, query.dtype)
 
 
 @implements
@@ -134,42 +160,76 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
                    return_weights)
 
 
+# Default flash tiles: 1024 queries x 4096 keys (16 MiB of float32 scores). Large tiles amortise the Python loop
+# and the per-op cost of eager TensorFlow; the tile, not the sequence length, sets the memory.
+# Eager TensorFlow runs each element-wise step of a tile as its own multithreaded pass over the tile, so the online
+# softmax costs four passes where a fused softmax costs one. Large unmasked tiles therefore go through one
+# XLA-compiled step that fuses them; small tiles (the tests, short sequences) stay eager and pay no compile time.
+_FLASH_BLOCK_Q, _FLASH_BLOCK_K = 512, 16384
+_FLASH_XLA_MIN_TILE = 1 << 20
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _flash_tile_xla(qb, kb, vb, m, l, acc):
+    """One step of the online softmax for an unmasked tile: the same recurrence as the eager loop, fused by XLA."""
+    s = tf.linalg.matmul(qb, kb, transpose_b=True)                          # (..., bq, bk)
+    m_new = tf.stop_gradient(tf.maximum(m, tf.reduce_max(s, axis=-1, keepdims=True)))
+    p = tf.exp(s - m_new)
+    alpha = tf.exp(m - m_new)
+    return m_new, alpha * l + tf.reduce_sum(p, axis=-1, keepdims=True), alpha * acc + tf.linalg.matmul(p, vb)
+
+
+def _flash_tile(qb, k, v, m, l, acc, rows, cols, mask, bias, causal, compute):
+    """Fold the key block ``cols`` into the running max ``m``, sum ``l`` and output ``acc`` of query block ``rows``."""
+    kb, vb = k[..., cols[0]:cols[1], :], v[..., cols[0]:cols[1], :]          # (..., bk, d), (..., bk, dv)
+    straddles = causal and cols[1] - 1 > rows[0]                            # part of the tile is above the diagonal
+    if (mask is None and bias is None and not straddles
+            and (rows[1] - rows[0]) * (cols[1] - cols[0]) >= _FLASH_XLA_MIN_TILE):
+        return _flash_tile_xla(qb, kb, vb, m, l, acc)
+    s = tf.linalg.matmul(qb, kb, transpose_b=True)                          # (..., bq, bk)
+    if bias is not None:
+        s = s + tf.cast(_spec.tile(bias, rows, cols), compute)
+    allowed = _spec.tile(mask, rows, cols)
+    if straddles:
+        tri = tf.range(*rows)[:, None] >= tf.range(*cols)[None, :]
+        allowed = tri if allowed is None else tf.logical_and(allowed, tri)
+    if allowed is not None:
+        s = tf.where(allowed, s, tf.constant(-np.inf, compute))
+    m_new = tf.stop_gradient(tf.maximum(m, tf.reduce_max(s, axis=-1, keepdims=True)))
+    m_safe = tf.where(tf.math.is_inf(m_new) & (m_new < 0), tf.zeros_like(m_new), m_new)
+    p = tf.exp(s - m_safe)
+    alpha = tf.exp(m - m_safe)                          # rescales what was accumulated under the old maximum
+    return m_new, alpha * l + tf.reduce_sum(p, axis=-1, keepdims=True), alpha * acc + tf.linalg.matmul(p, vb)
+
+
 @implements
 def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
                     return_lse=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
                                  _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
     _spec.check_flag("return_lse", return_lse)
-    block = _spec.check_block_size(block_size, 512)
+    block = _spec.check_block_size(block_size, None)
+    block_q, block_k = (block, block) if block else (_FLASH_BLOCK_Q, _FLASH_BLOCK_K)
     compute = _compute(query.dtype)
     q, k, v = (tf.cast(a, compute) for a in (query, key, value))
-    scale = tf.constant(plan.scale, compute)
+    q = q * tf.constant(plan.scale, compute)                                # scale folded into q once
     neg_inf = tf.constant(-np.inf, compute)
     outs, lses = [], []
-    for rows in _spec.block_slices(plan.lq, block):
+    for rows in _spec.block_slices(plan.lq, block_q):
         qb = q[..., rows[0]:rows[1], :]                                     # (..., bq, d)
         m = tf.fill(plan.batch + (rows[1] - rows[0], 1), neg_inf)
         l = tf.zeros_like(m)
         acc = tf.zeros(plan.batch + (rows[1] - rows[0], plan.dv), compute)
-        for cols in _spec.block_slices(plan.lk, block):
-            if causal and cols[0] > rows[1] - 1:
+        for block in _spec.block_slices(plan.lk, block_k):
+            if causal and block[0] > rows[1] - 1:
                 break                                   # this and every later key block lies above the diagonal
-            s = tf.linalg.matmul(qb, k[..., cols[0]:cols[1], :], transpose_b=True) * scale   # (..., bq, bk)
-            if bias is not None:
-                s = s + tf.cast(_spec.tile(bias, rows, cols), compute)
-            allowed = _spec.tile(mask, rows, cols)
-            if causal and cols[1] - 1 > rows[0]:        # the tile straddles the diagonal
-                tri = tf.range(*rows)[:, None] >= tf.range(*cols)[None, :]
-                allowed = tri if allowed is None else tf.logical_and(allowed, tri)
-            if allowed is not None:
-                s = tf.where(allowed, s, neg_inf)
-            m_new = tf.stop_gradient(tf.maximum(m, tf.reduce_max(s, axis=-1, keepdims=True)))
-            m_safe = tf.where(tf.math.is_inf(m_new) & (m_new < 0), tf.zeros_like(m_new), m_new)
-            p = tf.exp(s - m_safe)
-            alpha = tf.exp(m - m_safe)                  # rescales what was accumulated under the old maximum
-            l = alpha * l + tf.reduce_sum(p, axis=-1, keepdims=True)
-            acc = alpha * acc + tf.linalg.matmul(p, v[..., cols[0]:cols[1], :])
-            m = m_new
+            if causal:
+                # Keys left of the query block are visible to all its rows, keys right of it to none: only the
+                # square on the diagonal needs the triangle, and what lies right of it is never computed.
+                block = (block[0], min(block[1], rows[1]))
+            split = causal and block[0] < rows[0] < block[1]
+            for cols in ((block[0], rows[0]), (rows[0], block[1])) if split else (block,):
+                m, l, acc = _flash_tile(qb, k, v, m, l, acc, rows, cols, mask, bias, causal, compute)
         live = l > 0
         outs.append(acc / tf.where(live, l, tf.ones_like(l)))
         lses.append(tf.where(live, m + tf.math.log(tf.where(live, l, tf.ones_like(l))), neg_inf)[..., 0])

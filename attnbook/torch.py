@@ -78,7 +78,7 @@ def softmax(x, axis=-1, mask=None):
 def _fused(query, key, value, mask, bias, causal, scale, plan):
     """PyTorch's fused SDPA (flash / memory-efficient / C++ math kernels) with the contract's edge cases."""
     shape = plan.batch
-    q, k, v = (a.expand(*shape, *a.shape[-2:]) for a in (query, key, value))
+    q, k, v = (a if a.shape[:-2] == shape else a.expand(*shape, *a.shape[-2:]) for a in (query, key, value))
     is_causal = causal and mask is None and bias is None      # the kernel's own causal path, no mask tensor
     allowed = _allowed(mask, causal and not is_causal, plan.lq, plan.lk, query.device)
     attn_mask = allowed
@@ -88,7 +88,9 @@ def _fused(query, key, value, mask, bias, causal, scale, plan):
             attn_mask = attn_mask.masked_fill(~allowed, float("-inf"))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale)
     if attn_mask is not None:
-        # Rows with no key left: the contract says 0. Fused kernels are not all documented to guarantee it.
+        # Rows with no key left: the contract says 0, and fused kernels are not all documented to guarantee it.
+        # Only a mask or a bias (-inf) can empty a row (top-left causal always leaves key 0), so only they pay for
+        # this check, which reads the mask before it is broadcast to the scores.
         live = ~torch.isneginf(attn_mask) if attn_mask.dtype != torch.bool else attn_mask
         out = out.masked_fill(~live.any(dim=-1, keepdim=True), 0.0)
     return out
@@ -140,26 +142,33 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
                    query.dtype, return_weights)
 
 
+# Default flash tiles: 1024 queries x 2048 keys (8 MiB of float32 scores). Large tiles amortise the Python loop
+# and keep torch's multi-threaded kernels busy; the tile, not the sequence length, sets the memory.
+_FLASH_BLOCK_Q, _FLASH_BLOCK_K = 1024, 2048
+
+
 @implements
 def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
                     return_lse=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
                                  _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
     _spec.check_flag("return_lse", return_lse)
-    block = _spec.check_block_size(block_size, 512)
+    block = _spec.check_block_size(block_size, None)
+    block_q, block_k = (block, block) if block else (_FLASH_BLOCK_Q, _FLASH_BLOCK_K)
     compute = _compute(query.dtype)
-    q, k, v = (a.to(compute) for a in (query, key, value))
+    q = query.to(compute) * plan.scale                                   # scale folded into q once
+    k, v = (a.to(compute) for a in (key, value))
     dev = query.device
     outs, lses = [], []
-    for rows in _spec.block_slices(plan.lq, block):
+    for rows in _spec.block_slices(plan.lq, block_q):
         qb = q[..., rows[0]:rows[1], :]                                     # (..., bq, d)
         m = torch.full(plan.batch + (rows[1] - rows[0], 1), float("-inf"), dtype=compute, device=dev)
         l = torch.zeros_like(m)
         acc = torch.zeros(plan.batch + (rows[1] - rows[0], plan.dv), dtype=compute, device=dev)
-        for cols in _spec.block_slices(plan.lk, block):
+        for cols in _spec.block_slices(plan.lk, block_k):
             if causal and cols[0] > rows[1] - 1:
                 break                                   # this and every later key block lies above the diagonal
-            s = (qb @ k[..., cols[0]:cols[1], :].transpose(-2, -1)) * plan.scale   # (..., bq, bk)
+            s = qb @ k[..., cols[0]:cols[1], :].transpose(-2, -1)             # (..., bq, bk)
             if bias is not None:
                 s = s + _spec.tile(bias, rows, cols).to(compute)
             allowed = _spec.tile(mask, rows, cols)

@@ -139,3 +139,34 @@ def test_causal_skips_blocks_above_the_diagonal(monkeypatch):
     an.flash_attention(q, q, q, causal=True, block_size=4)
     tiles = [s for s in calls if s == (4, 4)]
     assert len(tiles) == 10                         # 4 + 3 + 2 + 1; the 6 tiles above the diagonal are skipped
+
+
+
+def test_tensorflow_large_unmasked_tiles_take_the_fused_xla_step(monkeypatch):
+    """Tiles of >= 2^20 scores without mask or bias go through one XLA-compiled step; results and gradients are
+    those of SDPA (the rest of this file reaches only the eager tiles, its tiles being small)."""
+    tf = pytest.importorskip("tensorflow")
+    import attnbook.tensorflow as atf
+
+    calls = []
+    real = atf._flash_tile_xla
+    monkeypatch.setattr(atf, "_flash_tile_xla", lambda *a: (calls.append(a[0].shape), real(*a))[1])
+    rng = np.random.default_rng(11)
+    q, k, v = rng.normal(size=(2, 512, 16)), rng.normal(size=(2, 2048, 16)), rng.normal(size=(2, 2048, 8))
+    cotangent = tf.constant(rng.normal(size=(2, 512, 8)), tf.float32)
+
+    def run(fn):
+        args = [tf.constant(a, tf.float32) for a in (q, k, v)]
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            out = fn(*args)
+            loss = tf.reduce_sum(out * cotangent)
+        return out.numpy(), [g.numpy() for g in tape.gradient(loss, args)]
+
+    out, grads = run(atf.flash_attention)
+    assert calls, "the fused step was not used"
+    expected, _ = oracle.scaled_dot_product_attention(q, k, v)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    _, ref_grads = run(atf.scaled_dot_product_attention)
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, r, atol=1e-4)

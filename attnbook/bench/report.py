@@ -1,0 +1,109 @@
+"""Output of the benchmark suite: ``results.json``, the text table and the plots."""
+
+from __future__ import annotations
+
+import json
+import os
+
+METRICS = (  # (title, row key, format)
+    ("time (ms)", "time_s", lambda x: f"{x * 1e3:.3g}"),
+    ("GFLOP/s", "gflops", lambda x: f"{x:.3g}"),
+    ("fraction of same-run GEMM", "gemm_fraction", lambda x: f"{x:.2f}"),
+    ("peak extra memory (MiB)", "peak_mem_bytes", lambda x: f"{x / 2**20:.3g}"),
+    ("max abs error vs float64", "max_abs_err", lambda x: f"{x:.1e}"),
+)
+
+
+def write(res, folder, plots=True):
+    """Write ``results.json`` (and the same file as ``<device>-<date>.json``, the name it is shipped under in
+    ``attnbook/data/bench``) and, with ``plots``, ``time_<dtype>.png``, ``gflops_<dtype>.png``,
+    ``memory_<dtype>.png`` into ``folder``; returns the paths written."""
+    text = json.dumps(res, indent=1, allow_nan=False)
+    paths = []
+    for name in ("results.json", f"{res['meta']['device']}-{res['meta']['date']}.json"):
+        path = os.path.join(folder, name)
+        with open(path, "w") as f:
+            f.write(text + "\n")
+        paths.append(path)
+    if plots:
+        paths += plot(res, folder)
+    return paths
+
+
+def table(res):
+    """The results as text: for each dtype and metric, implementations as rows and N as columns; then the checks."""
+    rows = res["results"]
+    lines = []
+    for dtype in sorted({r["dtype"] for r in rows}):
+        sub = [r for r in rows if r["dtype"] == dtype]
+        sizes = sorted({r["N"] for r in sub})
+        impls = list(dict.fromkeys(r["impl"] for r in sub))
+        cell = {(r["impl"], r["N"]): r for r in sub}
+        width = max(len(i) for i in impls) + 2
+        for title, key, fmt in METRICS:
+            lines.append(f"\n{title} -- {dtype}, d={sub[0]['d']}, B={sub[0]['B']}, causal={sub[0]['causal']}, "
+                         f"H per N: " + ", ".join(f"{n}:{cell[(impls[0], n)]['H']}" for n in sizes))
+            lines.append("impl".ljust(width) + "".join(f"{'N=' + str(n):>11}" for n in sizes))
+            for impl in impls:
+                vals = []
+                for n in sizes:
+                    r = cell.get((impl, n))
+                    if r is None or r["status"] != "ok":
+                        vals.append("skip")
+                    else:
+                        vals.append("-" if r[key] is None else fmt(r[key]))
+                lines.append(impl.ljust(width) + "".join(f"{v:>11}" for v in vals))
+    skipped = {(r["impl"], r["status"]) for r in rows if r["status"] != "ok"}
+    if skipped:
+        lines.append("\nskipped:")
+        lines += [f"  {impl}: {why}" for impl, why in sorted(skipped)]
+    if res.get("checks"):
+        lines.append("\ntargets (issue #5):")
+        for c in res["checks"]:
+            if c["check"] == "sdpa_vs_peer":
+                lines.append(f"  {c['framework']:<10} {c['dtype']} N={c['N']:<6} attnbook SDPA / {c['peer']}: "
+                             f"time x{c['time_ratio']:.2f}  {'met' if c['met'] else 'NOT met'}")
+            else:
+                mem = "?" if c["mem_ratio"] is None else f"1/{1 / c['mem_ratio']:.0f}" if c["mem_ratio"] else "0"
+                lines.append(f"  {c['framework']:<10} {c['dtype']} N={c['N']:<6} flash / {c['naive']}: memory "
+                             f"{mem}, time x{c['time_ratio']:.2f}  {'met' if c['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def plot(res, folder):
+    """Time vs N (log-log), GFLOP/s vs N and peak memory vs N (log-log), one figure per dtype and metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")                                   # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    paths = []
+    rows = [r for r in res["results"] if r["status"] == "ok"]
+    for dtype in sorted({r["dtype"] for r in rows}):
+        sub = [r for r in rows if r["dtype"] == dtype]
+        impls = list(dict.fromkeys(r["impl"] for r in sub))
+        for stem, key, label, logy, scale in (("time", "time_s", "time per call (s)", True, 1.0),
+                                             ("gflops", "gflops", "GFLOP/s", False, 1.0),
+                                             ("memory", "peak_mem_bytes", "peak extra memory (MiB)", True, 2**-20)):
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for i, impl in enumerate(impls):
+                pts = sorted((r["N"], r[key] * scale) for r in sub
+                             if r["impl"] == impl and r[key] is not None and r[key] > 0)
+                if pts:                                     # attnbook solid, the frameworks' own dashed
+                    style = "-" if "attnbook" in impl else "--"
+                    ax.plot(*zip(*pts), style, marker="o", color=plt.cm.tab20(i % 20), label=impl)
+            ax.set_xscale("log", base=2)
+            if logy:
+                ax.set_yscale("log")
+            ax.set_xlabel("sequence length N")
+            ax.set_ylabel(label)
+            meta = res["meta"]
+            ax.set_title(f"{label} -- {dtype}, {meta['device']} ({meta['device_name']}), {meta['date']}", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7, ncol=2)
+            fig.tight_layout()
+            path = os.path.join(folder, f"{stem}_{dtype}.png")
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            paths.append(path)
+    return paths

@@ -1,0 +1,596 @@
+"""The benchmark suite: implementations, measurements and the run loop behind ``python -m attnbook.bench``.
+
+Method (what the numbers in ``results.json`` mean):
+
+* **Time**: for each size ``N`` (``Lq = Lk = N``) every implementation is called ``--warmup`` times, then each
+  framework's implementations are called round-robin ``--repeats`` times (impl 1, impl 2, ..., impl 1, impl 2, ...),
+  so load from other processes spreads over all of them alike; the frameworks take turns as groups, so that one
+  runtime's spinning worker threads do not slow another's calls. ``time_s`` is the median. On CUDA each call ends
+  with a device synchronisation.
+* **GFLOP/s**: ``4 * B * H * N**2 * d / time`` (two matmuls of ``2 N^2 d`` flops each), halved when causal.
+* **Fraction of GEMM**: GFLOP/s divided by the rate of a square ``(n, n) @ (n, n)`` matmul measured in the same run
+  with the same framework, dtype and device (``meta.gemm_gflops``; ``n = 2048`` on CPU, ``8192`` on CUDA). The rate
+  of the attention-shaped ``(N, d) @ (d, N)`` product, which is bound by writing its ``N^2`` output, is recorded
+  too (``meta.gemm_qk_gflops``), for reference.
+* **Peak extra memory**: one extra, untimed call. NumPy: ``tracemalloc``'s peak (``mem_method`` "tracemalloc").
+  torch on CPU: the process's resident high-water mark (``VmHWM``, reset by writing ``5`` to
+  ``/proc/self/clear_refs``) minus the resident size before the call, with glibc told to trim its free pages first
+  and to return every block of 128 KiB or more to the system when it is freed, so that the high-water mark sees
+  each allocation ("rss"). TensorFlow pools its freed CPU buffers, which hides them from the RSS, so it is asked
+  instead: ``tf.config.experimental.get_memory_info("CPU:0")["peak"]`` after ``reset_memory_stats`` ("tf_allocator").
+  CUDA: ``max_memory_allocated`` (torch) or ``get_memory_info("GPU:0")["peak"]`` (TensorFlow) minus the memory in
+  use before the call ("cuda").
+* **Error**: max absolute difference from a float64 NumPy reference computed in query blocks from the same
+  (dtype-rounded) inputs.
+
+Nothing here is imported by ``import attnbook``; each framework is imported when its rows run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime
+import fnmatch
+import gc
+import math
+import os
+import platform
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+SCHEMA = 1
+IMPLS = (
+    "numpy/plain", "numpy/attnbook_sdpa", "numpy/attnbook_flash",
+    "torch/attnbook_sdpa", "torch/attnbook_flash", "torch/F.sdpa", "torch/F.sdpa[MATH]",
+    "torch/F.sdpa[FLASH]", "torch/F.sdpa[EFFICIENT]", "torch/F.sdpa[CUDNN]",
+    "tensorflow/attnbook_sdpa", "tensorflow/attnbook_flash", "tensorflow/keras_dpa", "tensorflow/keras_dpa[xla]",
+)
+GPU_ONLY = ("torch/F.sdpa[FLASH]", "torch/F.sdpa[EFFICIENT]", "torch/F.sdpa[CUDNN]")
+FRAMEWORKS = ("numpy", "torch", "tensorflow")
+# Same-framework peers of each attnbook SDPA (the target: at least as fast as the fastest of them), and the
+# materialising "naive" path that flash_attention's memory and time are compared with.
+PEERS = {"numpy": ("numpy/plain",), "torch": ("torch/F.sdpa", "torch/F.sdpa[MATH]"),
+         "tensorflow": ("tensorflow/keras_dpa",)}
+NAIVE = {"numpy": "numpy/plain", "torch": "torch/F.sdpa[MATH]", "tensorflow": "tensorflow/keras_dpa"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Implementations. Each factory takes the case and returns (call, to_numpy): `call()` runs the attention once on
+# inputs prepared beforehand (layout changes are not timed) and `to_numpy(out)` gives a (B, H, N, dv) float64 array.
+# A factory raises _Skip (or any exception during the first call) to record "skipped: why".
+
+class _Skip(Exception):
+    pass
+
+
+def _plain_numpy(q, k, v, causal):
+    """Attention as a reader would first write it in NumPy: matmul, max-subtracted exp, normalise, matmul."""
+    s = (q @ np.swapaxes(k, -1, -2)) * np.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype)     # (B, H, N, N)
+    if causal:
+        s = np.where(np.tri(s.shape[-2], s.shape[-1], dtype=bool), s, -np.inf)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)) @ v
+
+
+def _numpy_impl(name, case):
+    if case["dtype"] not in ("float16", "float32", "float64"):
+        raise _Skip(f"NumPy has no {case['dtype']}")
+    import attnbook.numpy as an
+
+    q, k, v = (a.astype(case["dtype"]) for a in case["inputs"])
+    causal = case["causal"]
+    if name == "numpy/plain":
+        return (lambda: _plain_numpy(q, k, v, causal)), np.asarray
+    fn = an.scaled_dot_product_attention if name.endswith("_sdpa") else an.flash_attention
+    return (lambda: fn(q, k, v, causal=causal)), np.asarray
+
+
+def _torch_impl(name, case, device):
+    import torch
+    import torch.nn.functional as F
+
+    import attnbook.torch as at
+
+    dtype = getattr(torch, case["dtype"])
+    q, k, v = (torch.from_numpy(a).to(device=device, dtype=dtype) for a in case["inputs"])
+    causal = case["causal"]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    to_numpy = lambda out: out.detach().to("cpu", torch.float64).numpy()    # noqa: E731
+
+    if name.startswith("torch/attnbook_"):
+        fn = at.scaled_dot_product_attention if name.endswith("_sdpa") else at.flash_attention
+
+        def call():
+            with torch.inference_mode():
+                out = fn(q, k, v, causal=causal)
+            sync()
+            return out
+        return call, to_numpy
+
+    kernel = name[len("torch/F.sdpa["):-1] if "[" in name else None
+    if kernel is not None:
+        if device.type != "cuda" and kernel != "MATH":
+            raise _Skip(f"the {kernel} kernel needs a CUDA GPU")
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        if not hasattr(SDPBackend, kernel + "_ATTENTION") and kernel != "MATH":
+            raise _Skip(f"this torch has no SDPBackend.{kernel}_ATTENTION")
+        backend = SDPBackend.MATH if kernel == "MATH" else getattr(SDPBackend, kernel + "_ATTENTION")
+        context = lambda: sdpa_kernel(backend)                           # noqa: E731
+    else:
+        context = contextlib.nullcontext
+
+    def call():
+        with torch.inference_mode(), context():
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        sync()
+        return out
+    return call, to_numpy
+
+
+def _tensorflow_impl(name, case, state):
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    import tensorflow as tf
+
+    import attnbook.tensorflow as atf
+
+    causal = case["causal"]
+    dtype = tf.as_dtype(case["dtype"])
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    sync = tf.test.experimental.sync_devices if on_gpu else (lambda: None)
+    q, k, v = (tf.cast(tf.constant(a), dtype) for a in case["inputs"])          # (B, H, N, d)
+
+    if name.startswith("tensorflow/attnbook_"):
+        fn = atf.scaled_dot_product_attention if name.endswith("_sdpa") else atf.flash_attention
+
+        def call():
+            out = fn(q, k, v, causal=causal)
+            sync()
+            return out
+        return call, lambda out: np.asarray(tf.cast(out, tf.float64))
+
+    if keras.backend.backend() != "tensorflow":
+        raise _Skip(f"Keras runs on {keras.backend.backend()}, not TensorFlow (set KERAS_BACKEND=tensorflow)")
+    kq, kk, kv = (tf.transpose(a, (0, 2, 1, 3)) for a in (q, k, v))            # Keras' layout (B, N, H, d)
+    dpa = keras.ops.dot_product_attention
+    if name.endswith("[xla]"):
+        # One compiled function per run, traced once per shape; tracing and compiling happen in the warm-up.
+        if "xla" not in state:
+            state["xla"] = tf.function(lambda a, b, c, is_causal: dpa(a, b, c, is_causal=is_causal),
+                                       jit_compile=True)
+        fn = lambda a, b, c: state["xla"](a, b, c, causal)                      # noqa: E731
+    else:
+        fn = lambda a, b, c: dpa(a, b, c, is_causal=causal)                     # noqa: E731
+
+    def call():
+        out = fn(kq, kk, kv)
+        sync()
+        return out
+    return call, lambda out: np.asarray(tf.cast(tf.transpose(out, (0, 2, 1, 3)), tf.float64))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Measurements.
+
+def _median_time(call, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), times
+
+
+def _gemm_rates(framework, dtype, device, n, qk_sizes, d, repeats=5):
+    """GFLOP/s of a square (n, n) @ (n, n) matmul and of (N, d) @ (d, N) for each N, in one framework."""
+    rng = np.random.default_rng(0)
+    square = rng.standard_normal((n, n)).astype(np.float32)
+    shapes = {"square": (square, square)}
+    for size in qk_sizes:
+        a = rng.standard_normal((size, d)).astype(np.float32)
+        shapes[size] = (a, np.ascontiguousarray(a.T))
+    if framework == "numpy":
+        mm = lambda a, b: (lambda: a @ b)                                    # noqa: E731
+        conv = lambda x: x.astype(dtype)                                     # noqa: E731
+    elif framework == "torch":
+        import torch
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        conv = lambda x: torch.from_numpy(x).to(device=device, dtype=getattr(torch, dtype))   # noqa: E731
+        mm = lambda a, b: (lambda: (torch.mm(a, b), sync()))                 # noqa: E731
+    else:
+        import tensorflow as tf
+        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        sync = tf.test.experimental.sync_devices if on_gpu else (lambda: None)
+        conv = lambda x: tf.cast(tf.constant(x), dtype)                      # noqa: E731
+        mm = lambda a, b: (lambda: (tf.linalg.matmul(a, b), sync()))        # noqa: E731
+    rates = {}
+    for key, (a, b) in shapes.items():
+        call = mm(conv(a), conv(b))
+        call()
+        t, _ = _median_time(call, repeats)
+        rates[key] = 2.0 * a.shape[0] * a.shape[1] * b.shape[1] / t / 1e9
+    return rates
+
+
+_LIBC = None
+
+
+def _malloc_returns_blocks(on):
+    """glibc only: with ``on``, blocks >= 128 KiB are mmap'ed and given back when freed (so the RSS high-water mark
+    sees each one); off restores the largest threshold glibc would adapt to by itself (32 MiB)."""
+    global _LIBC
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        _LIBC = _LIBC or ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        _LIBC.mallopt(m_mmap_threshold, 128 * 1024 if on else 32 * 1024 * 1024)
+        _LIBC.mallopt(m_trim_threshold, 128 * 1024 if on else 64 * 1024 * 1024)
+        if on:
+            _LIBC.malloc_trim(0)                        # free pages kept by earlier calls leave the baseline
+    except (OSError, AttributeError):
+        pass
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def _peak_memory(call, framework, device):
+    """(output, peak extra bytes, method) of one call; (output, None, why) when the platform cannot tell."""
+    gc.collect()
+    if device == "cuda" and framework == "torch":
+        import torch
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        out = call()
+        return out, int(torch.cuda.max_memory_allocated() - base), "cuda"
+    if framework == "tensorflow":
+        # TensorFlow keeps freed CPU buffers in its own pool, invisible to the RSS high-water mark, but its
+        # allocator counts its peak on the CPU as on the GPU.
+        import tensorflow as tf
+        name = "GPU:0" if device == "cuda" else "CPU:0"
+        try:
+            tf.config.experimental.reset_memory_stats(name)
+            base = tf.config.experimental.get_memory_info(name)["current"]
+        except (ValueError, tf.errors.OpError):
+            pass
+        else:
+            out = call()
+            peak = tf.config.experimental.get_memory_info(name)["peak"]
+            return out, int(peak - base), "cuda" if device == "cuda" else "tf_allocator"
+    if framework == "numpy":
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            out = call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return out, int(peak - base), "tracemalloc"
+    try:
+        _malloc_returns_blocks(True)
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")                                # resets VmHWM to the current resident size
+        base = _status_kib("VmRSS")
+        out = call()
+        peak = _status_kib("VmHWM")
+    except OSError as err:
+        return call(), None, f"unavailable: {err}"
+    finally:
+        _malloc_returns_blocks(False)
+    return out, int(max(peak - base, 0) * 1024), "rss"
+
+
+def _reference(q, k, v, causal, block=256):
+    """float64 attention of the (dtype-rounded) inputs, in query blocks so that N = 16384 fits: (B, H, N, dv)."""
+    q, k, v = (a.astype(np.float64) for a in (q, k, v))
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    out = np.empty(q.shape[:-1] + (v.shape[-1],))
+    for start in range(0, q.shape[-2], block):
+        stop = min(start + block, q.shape[-2])
+        s = (q[..., start:stop, :] @ np.swapaxes(k, -1, -2)) * scale
+        if causal:
+            s = np.where(np.arange(start, stop)[:, None] >= np.arange(k.shape[-2])[None, :], s, -np.inf)
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        out[..., start:stop, :] = (e / e.sum(axis=-1, keepdims=True)) @ v
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run.
+
+def _versions():
+    from importlib import metadata
+
+    import attnbook
+    found = {"numpy": np.__version__, "attnbook": attnbook.__version__}
+    for dist in ("torch", "tensorflow", "keras"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            try:
+                found[dist] = metadata.version(f"{dist}-cpu")
+            except metadata.PackageNotFoundError:
+                found[dist] = None
+    return found
+
+
+def _threads():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _cuda_available():
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def _device_name(device):
+    if device == "cuda":
+        import torch
+        return torch.cuda.get_device_name(0)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return name
+
+
+def _heads_for(n, heads):
+    """``--heads auto``: enough heads that small N is not pure call overhead, (1024 // N)^2, at least 1."""
+    return max(1, (1024 // n) ** 2) if heads == "auto" else int(heads)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m attnbook.bench",
+        description="Time attnbook's attention against each framework's own, interleaved, in one process; "
+                    "write results.json and plots.")
+    p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                   help="comma-separated sequence lengths N (default 256,1024,4096,16384)")
+    p.add_argument("--d", type=int, default=None, help="head size d (default 64 on CPU, 128 on CUDA)")
+    p.add_argument("--batch", type=int, default=1, help="batch size B (default 1)")
+    p.add_argument("--heads", default="auto",
+                   help="heads H, or 'auto' (default): (1024 // N)**2 so that small N is not only call overhead")
+    p.add_argument("--dtypes", type=lambda s: s.split(","), default=None,
+                   help="comma-separated dtypes (default float32 on CPU, bfloat16,float16 on CUDA)")
+    p.add_argument("--frameworks", type=lambda s: s.split(","), default=list(FRAMEWORKS),
+                   help="comma-separated subset of numpy,torch,tensorflow (default all)")
+    p.add_argument("--impls", type=lambda s: s.split(","), default=None,
+                   help="comma-separated implementation names or glob patterns, e.g. 'torch/*,numpy/plain'")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per implementation and size (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
+    p.add_argument("--causal", action="store_true", help="causal attention (GFLOP/s then count half the work)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto (default): CUDA when torch sees a GPU; NumPy rows always run on the CPU")
+    p.add_argument("--out", default="bench-results", help="output folder (default ./bench-results)")
+    p.add_argument("--no-plots", action="store_true", help="write results.json only")
+    p.add_argument("--max-seconds", type=float, default=120.0,
+                   help="skip an implementation at a size where its last time, scaled by N^2, predicts more than "
+                        "this many seconds per call (default 120)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke test: N = 64,128, one head, 2 repeats, no warm-up, small GEMM")
+    args = p.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if _cuda_available() else "cpu"
+    if args.quick:
+        args.sizes = args.sizes or [64, 128]
+        args.repeats, args.warmup = 2, 0
+        args.heads = "1" if args.heads == "auto" else args.heads
+    args.sizes = args.sizes or [256, 1024, 4096, 16384]
+    args.d = args.d or (128 if args.device == "cuda" else 64)
+    args.dtypes = args.dtypes or (["bfloat16", "float16"] if args.device == "cuda" else ["float32"])
+    if args.repeats < 1 or args.warmup < 0:
+        p.error("--repeats must be >= 1 and --warmup >= 0")
+    unknown = set(args.frameworks) - set(FRAMEWORKS)
+    if unknown:
+        p.error(f"unknown frameworks {sorted(unknown)}; choose from {', '.join(FRAMEWORKS)}")
+    return args
+
+
+def _selected(args):
+    names = [n for n in IMPLS if n.split("/")[0] in args.frameworks]
+    if args.device != "cuda":
+        names = [n for n in names if n not in GPU_ONLY]
+    if args.impls:
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, pat) or n == pat for pat in args.impls)]
+    return names
+
+
+def _row(name, case, args, devices, status="ok"):
+    framework = name.split("/")[0]
+    return {"impl": name, "framework": framework, "op": "flash" if name.endswith("_flash") else "sdpa",
+            "N": case["N"], "d": args.d, "B": args.batch, "H": case["H"], "dtype": case["dtype"],
+            "causal": bool(args.causal), "device": devices[framework],
+            "times_s": [], "time_s": None, "gflops": None, "gemm_fraction": None, "peak_mem_bytes": None,
+            "mem_method": None, "max_abs_err": None, "status": status}
+
+
+def run(args, progress=True):
+    """Run the suite for parsed ``args``; returns the results dict (schema 1)."""
+    names = _selected(args)
+    frameworks = [f for f in FRAMEWORKS if any(n.startswith(f + "/") for n in names)]
+    devices = {f: ("cpu" if f == "numpy" else args.device) for f in frameworks}
+    torch_device = None
+    if "torch" in frameworks:
+        import torch
+        torch_device = torch.device(args.device)
+    if "tensorflow" in frameworks:
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if args.device == "cuda":
+            import tensorflow as tf
+            if not tf.config.list_logical_devices("GPU"):   # e.g. tensorflow-cpu next to a CUDA torch
+                devices["tensorflow"] = "cpu"
+
+    gemm, gemm_qk = {}, {}
+    gemm_n = 256 if args.quick else (8192 if args.device == "cuda" else 2048)
+    for f in frameworks:
+        for dtype in args.dtypes:
+            if f == "numpy" and dtype == "bfloat16":
+                continue
+            try:
+                rates = _gemm_rates(f, dtype, torch_device if f == "torch" else devices[f], gemm_n, args.sizes,
+                                    args.d)
+            except Exception as err:                    # a dtype the framework cannot multiply on this device
+                print(f"GEMM {f}/{dtype}: {err}", file=sys.stderr)
+                continue
+            gemm[f"{f}/{dtype}"] = rates.pop("square")
+            gemm_qk[f"{f}/{dtype}"] = {str(n): r for n, r in rates.items()}
+
+    try:
+        from tqdm import tqdm
+    except ImportError:                                 # the bar is a nicety; the suite runs without it
+        tqdm = None
+    total = len(args.sizes) * len(args.dtypes) * len(names) * (args.warmup + args.repeats + 1)
+    bar = tqdm(total=total, desc="attnbook.bench", mininterval=1.0, disable=not progress) if tqdm else None
+    tick = (lambda n=1: bar.update(n)) if bar else (lambda n=1: None)
+
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    results, last_time, tf_state = [], {}, {}
+    for dtype in args.dtypes:
+        for n in sorted(args.sizes):
+            heads = _heads_for(n, args.heads)
+            rng = np.random.default_rng(n)
+            inputs = [rng.standard_normal((args.batch, heads, n, args.d)).astype(np.float32) for _ in range(3)]
+            case = {"N": n, "H": heads, "dtype": dtype, "causal": bool(args.causal), "inputs": inputs}
+            rounded = _rounded(inputs, dtype)
+            reference = _reference(*rounded, args.causal)
+            flops = 4.0 * args.batch * heads * n * n * args.d * (0.5 if args.causal else 1.0)
+            calls, rows = {}, {}
+            for name in names:
+                row = rows[name] = _row(name, case, args, devices)
+                prev = last_time.get((dtype, name))
+                if prev is not None and prev[0] * (n / prev[1]) ** 2 > args.max_seconds:
+                    row["status"] = (f"skipped: predicted {prev[0] * (n / prev[1]) ** 2:.0f} s per call "
+                                     f"> --max-seconds {args.max_seconds:g}")
+                    tick(args.warmup + args.repeats + 1)
+                    continue
+                try:
+                    framework = name.split("/")[0]
+                    if framework == "numpy":
+                        call, to_numpy = _numpy_impl(name, case)
+                    elif framework == "torch":
+                        call, to_numpy = _torch_impl(name, case, torch_device)
+                    else:
+                        call, to_numpy = _tensorflow_impl(name, case, tf_state)
+                    out, peak, method = _peak_memory(call, framework, devices[framework])
+                    row["max_abs_err"] = float(np.max(np.abs(to_numpy(out) - reference))) if out is not None else None
+                    row["peak_mem_bytes"], row["mem_method"] = peak, method
+                    del out
+                    tick()
+                    for _ in range(args.warmup):
+                        call()
+                        tick()
+                    calls[name] = call
+                except Exception as err:                # unsupported kernel/dtype/device: record why, go on
+                    row["status"] = f"skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                    tick(args.warmup + args.repeats + 1)
+            for framework in frameworks:
+                # Round-robin within a framework: every repeat visits each of its implementations, so load from
+                # other processes falls on all of them alike. Frameworks take turns as whole groups: on a small
+                # machine the worker threads one runtime leaves spinning (OpenBLAS, OpenMP, Eigen) would otherwise
+                # slow the next framework's first calls, most of all implementations made of many small ops.
+                group = [(name, call) for name, call in calls.items() if name.startswith(framework + "/")]
+                for _ in range(args.repeats):
+                    for name, call in group:
+                        t = time.perf_counter()
+                        call()
+                        rows[name]["times_s"].append(time.perf_counter() - t)
+                        tick()
+            for name in calls:
+                row = rows[name]
+                row["time_s"] = float(np.median(row["times_s"]))
+                row["gflops"] = flops / row["time_s"] / 1e9
+                rate = gemm.get(f"{row['framework']}/{dtype}")
+                row["gemm_fraction"] = row["gflops"] / rate if rate else None
+                last_time[(dtype, name)] = (row["time_s"], n)
+            results.extend(rows.values())
+            calls.clear()
+            gc.collect()
+    if bar:
+        bar.close()
+
+    meta = {"suite": "attnbook.bench", "schema": SCHEMA, "date": datetime.date.today().isoformat(),
+            "device": args.device, "device_name": _device_name(args.device), "threads": _threads(),
+            "platform": platform.platform(), "python": platform.python_version(), "versions": _versions(),
+            "gemm_gflops": gemm, "gemm_qk_gflops": gemm_qk,
+            "gemm_method": f"square ({gemm_n}, {gemm_n}) @ ({gemm_n}, {gemm_n}) matmul, median of 5 after one "
+                           "warm-up; gemm_qk_gflops: (N, d) @ (d, N) per N",
+            "load_average": {"start": load_start,
+                             "end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+            "args": {k: v for k, v in vars(args).items()}}
+    if "torch" in frameworks:
+        import torch
+        meta["torch_threads"] = torch.get_num_threads()
+    out = {"meta": meta, "results": results}
+    out["checks"] = checks(out)
+    return out
+
+
+def _rounded(inputs, dtype):
+    """The inputs as the implementations see them (rounded to ``dtype``), in float64 numbers."""
+    if dtype == "bfloat16":
+        import torch
+        return [torch.from_numpy(a).to(torch.bfloat16).to(torch.float64).numpy() for a in inputs]
+    return [a.astype(dtype).astype(np.float64) for a in inputs]
+
+
+def checks(res):
+    """The targets of issue #5, read off a results dict: per framework, dtype and N, the attnbook SDPA time over
+    its fastest peer's (target <= 1), and at the largest N flash_attention's peak memory and time over the naive
+    (materialising) path's (targets <= 1/16 and <= 1.2)."""
+    by = {(r["impl"], r["dtype"], r["N"]): r for r in res["results"] if r["status"] == "ok"}
+    found = []
+    for (impl, dtype, n), row in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+        framework = row["framework"]
+        if impl == f"{framework}/attnbook_sdpa":
+            peers = [by[(p, dtype, n)] for p in PEERS[framework] if (p, dtype, n) in by]
+            if peers:
+                best = min(peers, key=lambda r: r["time_s"])
+                ratio = row["time_s"] / best["time_s"]
+                found.append({"check": "sdpa_vs_peer", "framework": framework, "dtype": dtype, "N": n,
+                              "peer": best["impl"], "time_ratio": ratio, "met": ratio <= 1.0})
+        if impl == f"{framework}/attnbook_flash" and (NAIVE[framework], dtype, n) in by:
+            naive = by[(NAIVE[framework], dtype, n)]
+            mem = (row["peak_mem_bytes"] / naive["peak_mem_bytes"]
+                   if row["peak_mem_bytes"] is not None and naive["peak_mem_bytes"] else None)
+            ratio = row["time_s"] / naive["time_s"]
+            found.append({"check": "flash_vs_naive", "framework": framework, "dtype": dtype, "N": n,
+                          "naive": naive["impl"], "mem_ratio": mem, "time_ratio": ratio,
+                          "met": mem is not None and mem <= 1 / 16 and ratio <= 1.2})
+    return found
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from . import report
+
+    res = run(args)
+    os.makedirs(args.out, exist_ok=True)
+    paths = report.write(res, args.out, plots=not args.no_plots)
+    print(report.table(res))
+    print("wrote " + ", ".join(paths))
+    return res
