@@ -142,8 +142,10 @@ def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causa
     _spec.check_additive(query, key, w_query, w_key, v)
     compute = _compute(query.dtype)
     q, k, val, wq, wk, vv = (tf.cast(a, compute) for a in (query, key, value, w_query, w_key, v))
-    hidden = tf.tanh(tf.expand_dims(q @ wq, -2) + tf.expand_dims(k @ wk, -3))   # (..., Lq, Lk, h)
-    scores = tf.linalg.matvec(hidden, vv)                                     # (..., Lq, Lk)
+    # tensordot and a reduce_sum, not `@`/matvec with broadcast batch axes: TensorFlow 2.21's oneDNN batched
+    # matmul corrupts the heap on CPU for shapes like (16, 1, 37, 8) x (8,) (a single decoder query per step).
+    hidden = tf.tanh(tf.expand_dims(tf.tensordot(q, wq, 1), -2) + tf.expand_dims(tf.tensordot(k, wk, 1), -3))
+    scores = tf.reduce_sum(hidden * vv, axis=-1)                              # (..., Lq, Lk); hidden (..., Lq, Lk, h)
     return _attend(scores, val, _allowed(mask, causal, *_lengths(query, key)), 0.0, None, query.dtype,
                    return_weights)
 
@@ -155,7 +157,7 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
     _spec.check_bilinear(query, key, w)
     compute = _compute(query.dtype)
     q, k, val, ww = (tf.cast(a, compute) for a in (query, key, value, w))
-    scores = tf.linalg.matmul(q @ ww, k, transpose_b=True)                   # (..., Lq, Lk)
+    scores = tf.linalg.matmul(tf.tensordot(q, ww, 1), k, transpose_b=True)   # (..., Lq, Lk)
     return _attend(scores, val, _allowed(mask, causal, *_lengths(query, key)), 0.0, None, query.dtype,
                    return_weights)
 

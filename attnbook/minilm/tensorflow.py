@@ -73,7 +73,7 @@ def encoder_layer(params, x, mask, num_heads, eps=1e-12):
     attn, weights = self_attention(params["attention"], x, mask, num_heads)
     x = layer_norm(x + attn, params["attention_norm"]["gamma"], params["attention_norm"]["beta"], eps)
     f = params["ffn"]
-    h = gelu(x @ f["w_1"] + f["b_1"]) @ f["w_2"] + f["b_2"]                   # (B, L, F) -> (B, L, D)
+    h = tf.tensordot(gelu(tf.tensordot(x, f["w_1"], 1) + f["b_1"]), f["w_2"], 1) + f["b_2"]   # (B, L, F) -> (B, L, D)
     x = layer_norm(x + h, params["output_norm"]["gamma"], params["output_norm"]["beta"], eps)
     return x, weights
 
