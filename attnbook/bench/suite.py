@@ -3,9 +3,11 @@
 Method (what the numbers in ``results.json`` mean):
 
 * **Time**: for each size ``N`` (``Lq = Lk = N``) every implementation is called ``--warmup`` times, then each
-  framework's implementations are called round-robin ``--repeats`` times (impl 1, impl 2, ..., impl 1, impl 2, ...),
+  framework's implementations are called round-robin ``--repeats`` times (impl 1, impl 2, ..., then impl 2, ..., impl 1: the order rotates each repeat),
   so load from other processes spreads over all of them alike; the frameworks take turns as groups, so that one
-  runtime's spinning worker threads do not slow another's calls. ``time_s`` is the median. On CUDA each call ends
+  runtime's spinning worker threads do not slow another's calls. A call shorter than 50 ms is repeated inside each
+  sample (``inner_calls`` times, from the last warm-up call's time) and the sample divided by that count, so that
+  millisecond calls are not timer and scheduler noise. ``time_s`` is the median of the per-call samples. On CUDA each call ends
   with a device synchronisation.
 * **GFLOP/s**: ``4 * B * H * N**2 * d / time`` (two matmuls of ``2 N^2 d`` flops each), halved when causal.
 * **Fraction of GEMM**: GFLOP/s divided by the rate of a square ``(n, n) @ (n, n)`` matmul measured in the same run
@@ -176,6 +178,10 @@ def _tensorflow_impl(name, case, state):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Measurements.
+
+# A timed sample lasts at least this long (calls repeated inside it), and repeats a call at most _MAX_INNER times.
+_MIN_SAMPLE_S, _MAX_INNER = 0.05, 200
+
 
 def _median_time(call, repeats):
     times = []
@@ -501,10 +507,17 @@ def run(args, progress=True):
                     row["peak_mem_bytes"], row["mem_method"] = peak, method
                     del out
                     tick()
+                    took = None
                     for _ in range(args.warmup):
+                        t = time.perf_counter()
                         call()
+                        took = time.perf_counter() - t
                         tick()
-                    calls[name] = call
+                    # Calls of a few milliseconds are timed in loops lasting >= _MIN_SAMPLE_S: one call that short
+                    # is mostly timer, scheduler and cache noise. The row records the per-call time either way.
+                    inner = 1 if not took else int(min(_MAX_INNER, max(1, math.ceil(_MIN_SAMPLE_S / took))))
+                    row["inner_calls"] = inner
+                    calls[name] = (call, inner)
                 except Exception as err:                # unsupported kernel/dtype/device: record why, go on
                     row["status"] = f"skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                     tick(args.warmup + args.repeats + 1)
@@ -513,12 +526,15 @@ def run(args, progress=True):
                 # other processes falls on all of them alike. Frameworks take turns as whole groups: on a small
                 # machine the worker threads one runtime leaves spinning (OpenBLAS, OpenMP, Eigen) would otherwise
                 # slow the next framework's first calls, most of all implementations made of many small ops.
-                group = [(name, call) for name, call in calls.items() if name.startswith(framework + "/")]
-                for _ in range(args.repeats):
-                    for name, call in group:
+                group = [(name, *entry) for name, entry in calls.items() if name.startswith(framework + "/")]
+                for rep in range(args.repeats):
+                    # Rotate the order every repeat: each implementation follows each other one in turn, so none
+                    # always runs right after, say, the one that just freed a gigabyte of scores.
+                    for name, call, inner in group[rep % len(group):] + group[:rep % len(group)]:
                         t = time.perf_counter()
-                        call()
-                        rows[name]["times_s"].append(time.perf_counter() - t)
+                        for _ in range(inner):
+                            call()
+                        rows[name]["times_s"].append((time.perf_counter() - t) / inner)
                         tick()
             for name in calls:
                 row = rows[name]
