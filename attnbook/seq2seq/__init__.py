@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["param_shapes", "init_params", "reverse_index", "epoch_batches", "exact_match", "DEFAULTS"]
+__all__ = ["param_shapes", "init_params", "reverse_index", "epoch_batches", "exact_match", "crop_translations", "DEFAULTS"]
 
 # Constructor defaults shared by both frameworks (the twins' signatures repeat them; a test checks they agree).
 DEFAULTS = {"embed_dim": 32, "hidden_dim": 64, "attention_dim": 64, "attention": True, "seed": 0}
@@ -118,3 +118,16 @@ def exact_match(predictions, targets):
     if not targets:
         return float("nan")
     return sum(p == t for p, t in zip(predictions, targets)) / len(targets)
+
+
+def crop_translations(tokens, weights, texts, tgt_vocab):
+    """Decoded strings and cropped attention weights of one greedy-decoded batch (NumPy, either framework).
+
+    ``tokens (B, max_len)``, ``weights (B, max_len, Lin)`` or ``None``; each text's weights are cropped to
+    ``(len(prediction) + 1, len(text) + 1)``, the ``+ 1`` being the EOS tokens. Returns ``(predictions, weights)``.
+    """
+    preds = [tgt_vocab.decode(row) for row in tokens]
+    crops = [None if weights is None else weights[i, :len(pred) + 1, :len(text) + 1]
+             for i, (pred, text) in enumerate(zip(preds, texts))]
+    return preds, crops
+

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from ..tensorflow import AdditiveAttention, padding_mask
-from . import exact_match, epoch_batches, init_params, param_shapes
+from . import crop_translations, exact_match, epoch_batches, init_params, param_shapes
 
 __all__ = ["Seq2Seq", "train", "translate", "evaluate", "exact_match"]
 
@@ -254,12 +254,9 @@ def translate(model, texts, src_vocab, tgt_vocab, *, max_len=24, batch_size=500)
         chunk = texts[i:i + batch_size]
         src, lengths = src_vocab.encode_batch(chunk, length=width)
         tokens, w = decode(tf.constant(src), tf.constant(lengths))
-        tokens = tokens.numpy()
-        w = None if w is None else w.numpy()
-        for row, text in enumerate(chunk):
-            pred = tgt_vocab.decode(tokens[row])
-            preds.append(pred)
-            weights.append(None if w is None else w[row, :len(pred) + 1, :len(text) + 1])
+        p, c = crop_translations(tokens.numpy(), None if w is None else w.numpy(), chunk, tgt_vocab)
+        preds += p
+        weights += c
     return preds, weights
 
 

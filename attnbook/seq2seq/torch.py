@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .. import devices
 from ..torch import AdditiveAttention, padding_mask
-from . import exact_match, epoch_batches, init_params, param_shapes
+from . import crop_translations, exact_match, epoch_batches, init_params, param_shapes
 
 __all__ = ["Seq2Seq", "train", "translate", "evaluate", "exact_match"]
 
@@ -233,12 +233,9 @@ def translate(model, texts, src_vocab, tgt_vocab, *, max_len=24, batch_size=500)
         src, lengths = src_vocab.encode_batch(chunk)
         src_t, len_t = _tensors(model.device, src, lengths)
         tokens, w = model.greedy_decode(src_t, len_t, max_len, tgt_vocab.BOS, tgt_vocab.EOS)
-        tokens = tokens.cpu().numpy()
-        w = None if w is None else w.cpu().numpy()
-        for row, text in enumerate(chunk):
-            pred = tgt_vocab.decode(tokens[row])
-            preds.append(pred)
-            weights.append(None if w is None else w[row, :len(pred) + 1, :len(text) + 1])
+        p, c = crop_translations(tokens.cpu().numpy(), None if w is None else w.cpu().numpy(), chunk, tgt_vocab)
+        preds += p
+        weights += c
     return preds, weights
 
 
