@@ -162,33 +162,40 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
                    return_weights)
 
 
-# Default flash tiles: 1024 queries x 4096 keys (16 MiB of float32 scores). Large tiles amortise the Python loop
-# and the per-op cost of eager TensorFlow; the tile, not the sequence length, sets the memory.
+# Default flash tiles: 2^23 scores (32 MiB of float32), at most 16384 keys wide and as many queries tall as that
+# allows (512 queries at Lk = 16384, 8192 at Lk = 1024). Large tiles amortise the Python loop and the per-op cost of
+# eager TensorFlow; the tile, not the sequence length, sets the memory.
 # Eager TensorFlow runs each element-wise step of a tile as its own multithreaded pass over the tile, so the online
-# softmax costs four passes where a fused softmax costs one. Large unmasked tiles therefore go through one
-# XLA-compiled step that fuses them; small tiles (the tests, short sequences) stay eager and pay no compile time.
-_FLASH_BLOCK_Q, _FLASH_BLOCK_K = 512, 16384
-_FLASH_XLA_MIN_TILE = 1 << 20
+# softmax written out costs four passes where the fused, multithreaded `tf.nn.softmax` costs one. Tiles without a
+# mask, a bias or the causal diagonal therefore take that kernel (`_flash_tile_fused`) and are folded into the
+# running state through their log-sum-exp; only the tiles that need masking pay for the written-out recurrence.
+_FLASH_TILE, _FLASH_BLOCK_K = 1 << 23, 16384
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
-def _flash_tile_xla(qb, kb, vb, m, l, acc):
-    """One step of the online softmax for an unmasked tile: the same recurrence as the eager loop, fused by XLA."""
-    s = tf.linalg.matmul(qb, kb, transpose_b=True)                          # (..., bq, bk)
-    m_new = tf.stop_gradient(tf.maximum(m, tf.reduce_max(s, axis=-1, keepdims=True)))
-    p = tf.exp(s - m_new)
-    alpha = tf.exp(m - m_new)
-    return m_new, alpha * l + tf.reduce_sum(p, axis=-1, keepdims=True), alpha * acc + tf.linalg.matmul(p, vb)
+def _flash_tile_fused(s, vb, m, l, acc):
+    """Fold an unmasked tile of scores ``s`` into the running state through one fused softmax.
+
+    The tile's own softmax ``p`` and log-sum-exp ``lse_t`` make it a state of its own, ``(lse_t, 1, p @ vb)``, which
+    merges with ``(m, l, acc)`` like any other. ``lse_t = max(s) - log(max(p))``: ``p`` peaks where ``s`` does, at
+    ``exp(max(s) - lse_t)`` >= 1/bk, so the log is well conditioned and no pass of ``exp`` is spent on it (its
+    gradient is ``p``, as that of a log-sum-exp must be).
+    """
+    p = tf.nn.softmax(s, axis=-1)
+    lse = tf.reduce_max(s, axis=-1, keepdims=True) - tf.math.log(tf.reduce_max(p, axis=-1, keepdims=True))
+    m_new = tf.stop_gradient(tf.maximum(m, lse))
+    alpha, beta = tf.exp(m - m_new), tf.exp(lse - m_new)
+    return m_new, alpha * l + beta, alpha * acc + beta * tf.linalg.matmul(p, vb)
 
 
 def _flash_tile(qb, k, v, m, l, acc, rows, cols, mask, bias, causal, compute):
     """Fold the key block ``cols`` into the running max ``m``, sum ``l`` and output ``acc`` of query block ``rows``."""
-    kb, vb = k[..., cols[0]:cols[1], :], v[..., cols[0]:cols[1], :]          # (..., bk, d), (..., bk, dv)
+    kb, vb = k, v                                                           # every key: no copy
+    if cols != (0, k.shape[-2]):
+        kb, vb = k[..., cols[0]:cols[1], :], v[..., cols[0]:cols[1], :]      # (..., bk, d), (..., bk, dv)
     straddles = causal and cols[1] - 1 > rows[0]                            # part of the tile is above the diagonal
-    if (mask is None and bias is None and not straddles
-            and (rows[1] - rows[0]) * (cols[1] - cols[0]) >= _FLASH_XLA_MIN_TILE):
-        return _flash_tile_xla(qb, kb, vb, m, l, acc)
     s = tf.linalg.matmul(qb, kb, transpose_b=True)                          # (..., bq, bk)
+    if mask is None and bias is None and not straddles:
+        return _flash_tile_fused(s, vb, m, l, acc)
     if bias is not None:
         s = s + tf.cast(_spec.tile(bias, rows, cols), compute)
     allowed = _spec.tile(mask, rows, cols)
@@ -211,14 +218,20 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
                                  _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
     _spec.check_flag("return_lse", return_lse)
     block = _spec.check_block_size(block_size, None)
-    block_q, block_k = (block, block) if block else (_FLASH_BLOCK_Q, _FLASH_BLOCK_K)
+    block_k = block or _FLASH_BLOCK_K
+    block_q = block or _FLASH_TILE // min(max(plan.lk, 1), block_k)         # tall tiles when the keys are few
     compute = _compute(query.dtype)
     q, k, v = (tf.cast(a, compute) for a in (query, key, value))
     q = q * tf.constant(plan.scale, compute)                                # scale folded into q once
     neg_inf = tf.constant(-np.inf, compute)
+    # One unmasked tile holds every key and no log-sum-exp is asked for: that tile's softmax is the answer.
+    lone = not return_lse and mask is None and bias is None and not causal and 0 < plan.lk <= block_k
     outs, lses = [], []
     for rows in _spec.block_slices(plan.lq, block_q):
-        qb = q[..., rows[0]:rows[1], :]                                     # (..., bq, d)
+        qb = q if rows == (0, plan.lq) else q[..., rows[0]:rows[1], :]     # (..., bq, d)
+        if lone:
+            outs.append(tf.linalg.matmul(tf.nn.softmax(tf.linalg.matmul(qb, k, transpose_b=True), axis=-1), v))
+            continue
         m = tf.fill(plan.batch + (rows[1] - rows[0], 1), neg_inf)
         l = tf.zeros_like(m)
         acc = tf.zeros(plan.batch + (rows[1] - rows[0], plan.dv), compute)
@@ -234,11 +247,12 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
                 m, l, acc = _flash_tile(qb, k, v, m, l, acc, rows, cols, mask, bias, causal, compute)
         live = l > 0
         outs.append(acc / tf.where(live, l, tf.ones_like(l)))
-        lses.append(tf.where(live, m + tf.math.log(tf.where(live, l, tf.ones_like(l))), neg_inf)[..., 0])
+        if return_lse:
+            lses.append(tf.where(live, m + tf.math.log(tf.where(live, l, tf.ones_like(l))), neg_inf)[..., 0])
     if not outs:
         outs = [tf.zeros(plan.batch + (0, plan.dv), compute)]
         lses = [tf.zeros(plan.batch + (0,), compute)]
-    out = tf.cast(tf.concat(outs, axis=-2), query.dtype)
+    out = tf.cast(outs[0] if len(outs) == 1 else tf.concat(outs, axis=-2), query.dtype)
     return (out, tf.concat(lses, axis=-1)) if return_lse else out
 
 

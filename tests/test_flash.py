@@ -142,31 +142,50 @@ def test_causal_skips_blocks_above_the_diagonal(monkeypatch):
 
 
 
-def test_tensorflow_large_unmasked_tiles_take_the_fused_xla_step(monkeypatch):
-    """Tiles of >= 2^20 scores without mask or bias go through one XLA-compiled step; results and gradients are
-    those of SDPA (the rest of this file reaches only the eager tiles, its tiles being small)."""
+@pytest.mark.parametrize("block_size, return_lse", [(None, False), (None, True), (512, True), (256, False)])
+def test_tensorflow_unmasked_tiles_take_the_fused_softmax(monkeypatch, block_size, return_lse):
+    """Tiles without mask, bias or diagonal go through ``tf.nn.softmax`` and merge by their log-sum-exp.
+
+    One key tile (the default tiles) and four or eight of them; with and without ``return_lse``. Outputs, the
+    log-sum-exp and the gradients through both are those of the oracle and of SDPA."""
     tf = pytest.importorskip("tensorflow")
     import attnbook.tensorflow as atf
 
     calls = []
-    real = atf._flash_tile_xla
-    monkeypatch.setattr(atf, "_flash_tile_xla", lambda *a: (calls.append(a[0].shape), real(*a))[1])
+    real = atf._flash_tile_fused
+    monkeypatch.setattr(atf, "_flash_tile_fused", lambda *a: (calls.append(a[0].shape), real(*a))[1])
     rng = np.random.default_rng(11)
     q, k, v = rng.normal(size=(2, 512, 16)), rng.normal(size=(2, 2048, 16)), rng.normal(size=(2, 2048, 8))
     cotangent = tf.constant(rng.normal(size=(2, 512, 8)), tf.float32)
+    lse_cotangent = tf.constant(rng.normal(size=(2, 512)), tf.float32)
 
     def run(fn):
         args = [tf.constant(a, tf.float32) for a in (q, k, v)]
         with tf.GradientTape() as tape:
             tape.watch(args)
-            out = fn(*args)
+            res = fn(*args)
+            out, lse = res if isinstance(res, tuple) else (res, None)
             loss = tf.reduce_sum(out * cotangent)
-        return out.numpy(), [g.numpy() for g in tape.gradient(loss, args)]
+            if lse is not None:
+                loss += tf.reduce_sum(lse * lse_cotangent)
+        return out.numpy(), lse, [g.numpy() for g in tape.gradient(loss, args)]
 
-    out, grads = run(atf.flash_attention)
-    assert calls, "the fused step was not used"
+    out, lse, grads = run(lambda *a: atf.flash_attention(*a, block_size=block_size, return_lse=return_lse))
+    tiles = 1 if block_size is None else (512 // block_size) * (2048 // block_size)
+    # One tile and no log-sum-exp wanted: the softmax of that tile is the answer, with no state to merge into.
+    assert len(calls) == (0 if tiles == 1 and not return_lse else tiles), "a tile missed the fused softmax"
     expected, _ = oracle.scaled_dot_product_attention(q, k, v)
     np.testing.assert_allclose(out, expected, atol=1e-5)
-    _, ref_grads = run(atf.scaled_dot_product_attention)
+    if return_lse:
+        s = q @ np.swapaxes(k, -1, -2) / 4.0
+        expected_lse = s.max(-1) + np.log(np.exp(s - s.max(-1, keepdims=True)).sum(-1))
+        np.testing.assert_allclose(lse.numpy(), expected_lse, atol=1e-5)
+        # reference gradients: SDPA for the output plus d lse / d s = softmax(s) through the same scores
+        def ref(qq, kk, vv):
+            scores = tf.linalg.matmul(qq, kk, transpose_b=True) / 4.0
+            return atf.scaled_dot_product_attention(qq, kk, vv), tf.reduce_logsumexp(scores, axis=-1)
+        _, _, ref_grads = run(ref)
+    else:
+        _, _, ref_grads = run(atf.scaled_dot_product_attention)
     for g, r in zip(grads, ref_grads):
         np.testing.assert_allclose(g, r, atol=1e-4)

@@ -3,12 +3,12 @@
 Method (what the numbers in ``results.json`` mean):
 
 * **Time**: for each size ``N`` (``Lq = Lk = N``) every implementation is called ``--warmup`` times, then each
-  framework's implementations are called round-robin ``--repeats`` times (impl 1, impl 2, ..., then impl 2, ..., impl 1: the order rotates each repeat),
-  so load from other processes spreads over all of them alike; the frameworks take turns as groups, so that one
-  runtime's spinning worker threads do not slow another's calls. A call shorter than 50 ms is repeated inside each
-  sample (``inner_calls`` times, from the last warm-up call's time) and the sample divided by that count, so that
-  millisecond calls are not timer and scheduler noise. ``time_s`` is the median of the per-call samples. On CUDA each call ends
-  with a device synchronisation.
+  framework's implementations are called round-robin ``--repeats`` times (impl 1, impl 2, ..., then impl 2, ...,
+  impl 1: the order rotates each repeat), so load from other processes spreads over all of them alike; the
+  frameworks take turns as groups, so that one runtime's spinning worker threads do not slow another's calls. A call
+  shorter than 50 ms is repeated inside each sample (``inner_calls`` times, from the last warm-up call's time) and
+  the sample divided by that count, so that millisecond calls are not timer and scheduler noise. ``time_s`` is the
+  median of the per-call samples. On CUDA each call ends with a device synchronisation.
 * **GFLOP/s**: ``4 * B * H * N**2 * d / time`` (two matmuls of ``2 N^2 d`` flops each), halved when causal.
 * **Fraction of GEMM**: GFLOP/s divided by the rate of a square ``(n, n) @ (n, n)`` matmul measured in the same run
   with the same framework, dtype and device (``meta.gemm_gflops``; ``n = 2048`` on CPU, ``8192`` on CUDA). The rate
@@ -576,9 +576,13 @@ def _rounded(inputs, dtype):
 
 def checks(res):
     """The targets of issue #5, read off a results dict: per framework, dtype and N, the attnbook SDPA time over
-    its fastest peer's (target <= 1), and at the largest N flash_attention's peak memory and time over the naive
-    (materialising) path's (targets <= 1/16 and <= 1.2)."""
+    its fastest peer's (target <= 1), and flash_attention's peak memory and time over the naive (materialising)
+    path's (targets <= 1/16 and <= 1.2, judged at the largest N; ``met`` is None at the smaller ones)."""
     by = {(r["impl"], r["dtype"], r["N"]): r for r in res["results"] if r["status"] == "ok"}
+    largest = {}                                            # (framework, dtype) -> largest N with a flash row
+    for (impl, dtype, n), row in by.items():
+        if impl.endswith("/attnbook_flash"):
+            largest[row["framework"], dtype] = max(n, largest.get((row["framework"], dtype), n))
     found = []
     for (impl, dtype, n), row in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
         framework = row["framework"]
@@ -596,7 +600,9 @@ def checks(res):
             ratio = row["time_s"] / naive["time_s"]
             found.append({"check": "flash_vs_naive", "framework": framework, "dtype": dtype, "N": n,
                           "naive": naive["impl"], "mem_ratio": mem, "time_ratio": ratio,
-                          "met": mem is not None and mem <= 1 / 16 and ratio <= 1.2})
+                          # the memory and time targets are for long sequences: judged at the largest N only
+                          "met": (mem is not None and mem <= 1 / 16 and ratio <= 1.2)
+                          if n == largest[framework, dtype] else None})
     return found
 
 
