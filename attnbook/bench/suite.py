@@ -2,13 +2,13 @@
 
 Method (what the numbers in ``results.json`` mean):
 
-* **Time**: for each size ``N`` (``Lq = Lk = N``) every implementation is called ``--warmup`` times, then each
-  framework's implementations are called round-robin ``--repeats`` times (impl 1, impl 2, ..., then impl 2, ...,
-  impl 1: the order rotates each repeat), so load from other processes spreads over all of them alike; the
-  frameworks take turns as groups, so that one runtime's spinning worker threads do not slow another's calls. A call
-  shorter than 50 ms is repeated inside each sample (``inner_calls`` times, from the last warm-up call's time) and
-  the sample divided by that count, so that millisecond calls are not timer and scheduler noise. ``time_s`` is the
-  median of the per-call samples. On CUDA each call ends with a device synchronisation.
+* **Time**: for each size ``N`` (``Lq = Lk = N``) and framework, each implementation is called ``--warmup`` times
+  and then the framework's implementations are called round-robin ``--repeats`` times (impl 1, impl 2, ..., then
+  impl 2, ..., impl 1: the order rotates each repeat), so load from other processes spreads over all of them alike.
+  The frameworks take turns as groups, warm-up included, so that one runtime's spinning worker threads do not slow
+  another's calls. A call shorter than 50 ms is repeated inside each sample (``inner_calls`` times, from the last
+  warm-up call's time) and the sample divided by that count, so that millisecond calls are not timer and scheduler
+  noise. ``time_s`` is the median of the per-call samples. On CUDA each call ends with a device synchronisation.
 * **GFLOP/s**: ``4 * B * H * N**2 * d / time`` (two matmuls of ``2 N^2 d`` flops each), halved when causal.
 * **Fraction of GEMM**: GFLOP/s divided by the rate of a square ``(n, n) @ (n, n)`` matmul measured in the same run
   with the same framework, dtype and device (``meta.gemm_gflops``; ``n = 2048`` on CPU, ``8192`` on CUDA). The rate
@@ -507,6 +507,21 @@ def run(args, progress=True):
                     row["peak_mem_bytes"], row["mem_method"] = peak, method
                     del out
                     tick()
+                    calls[name] = call
+                except Exception as err:                # unsupported kernel/dtype/device: record why, go on
+                    row["status"] = f"skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                    tick(args.warmup + args.repeats + 1)
+            for framework in frameworks:
+                # Round-robin within a framework: every repeat visits each of its implementations, so load from
+                # other processes falls on all of them alike. Frameworks take turns as whole groups: on a small
+                # machine the worker threads one runtime leaves spinning (OpenBLAS, OpenMP, Eigen) would otherwise
+                # slow the next framework's first calls, most of all implementations made of many small ops.
+                # The warm-up calls therefore run here, right before their group is timed, and not earlier with
+                # the other frameworks': otherwise the group's first timed sample pays for waking its threads.
+                group = []
+                for name, call in calls.items():
+                    if not name.startswith(framework + "/"):
+                        continue
                     took = None
                     for _ in range(args.warmup):
                         t = time.perf_counter()
@@ -516,17 +531,8 @@ def run(args, progress=True):
                     # Calls of a few milliseconds are timed in loops lasting >= _MIN_SAMPLE_S: one call that short
                     # is mostly timer, scheduler and cache noise. The row records the per-call time either way.
                     inner = 1 if not took else int(min(_MAX_INNER, max(1, math.ceil(_MIN_SAMPLE_S / took))))
-                    row["inner_calls"] = inner
-                    calls[name] = (call, inner)
-                except Exception as err:                # unsupported kernel/dtype/device: record why, go on
-                    row["status"] = f"skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                    tick(args.warmup + args.repeats + 1)
-            for framework in frameworks:
-                # Round-robin within a framework: every repeat visits each of its implementations, so load from
-                # other processes falls on all of them alike. Frameworks take turns as whole groups: on a small
-                # machine the worker threads one runtime leaves spinning (OpenBLAS, OpenMP, Eigen) would otherwise
-                # slow the next framework's first calls, most of all implementations made of many small ops.
-                group = [(name, *entry) for name, entry in calls.items() if name.startswith(framework + "/")]
+                    rows[name]["inner_calls"] = inner
+                    group.append((name, call, inner))
                 for rep in range(args.repeats):
                     # Rotate the order every repeat: each implementation follows each other one in turn, so none
                     # always runs right after, say, the one that just freed a gigabyte of scores.
