@@ -189,3 +189,19 @@ def test_tensorflow_unmasked_tiles_take_the_fused_softmax(monkeypatch, block_siz
         _, _, ref_grads = run(atf.scaled_dot_product_attention)
     for g, r in zip(grads, ref_grads):
         np.testing.assert_allclose(g, r, atol=1e-4)
+
+
+def test_tensorflow_default_tiles_share_one_memory_budget_across_heads():
+    """16 heads of N = 2048 hold 256 MiB of float32 scores; the default tiles (2^23 scores over all heads at once,
+    scores and their softmax alive together) keep TensorFlow's allocator peak under half of that."""
+    tf = pytest.importorskip("tensorflow")
+    import attnbook.tensorflow as atf
+
+    rng = np.random.default_rng(12)
+    q, k, v = (tf.constant(rng.normal(size=(1, 16, 2048, 32)), tf.float32) for _ in range(3))
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    base = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    out = atf.flash_attention(q, k, v)
+    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - base
+    assert peak < 128 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    np.testing.assert_allclose(out.numpy(), atf.scaled_dot_product_attention(q, k, v).numpy(), atol=1e-6)
