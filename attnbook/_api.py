@@ -175,7 +175,9 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
 
     Args:
         query, key, value, mask, bias, causal, scale: as :func:`scaled_dot_product_attention`.
-        block_size: positive integer tile size for queries and keys; ``None`` picks a size suited to the backend.
+        block_size: positive integer tile size for queries and keys; ``None`` picks tiles suited to the backend:
+            a fixed number of scores (2^21 in NumPy and PyTorch, 2^23 in TensorFlow) shared by all the batch and
+            head axes, so that the extra memory does not grow with the number of heads either.
         return_lse: if True, also return the log-sum-exp of each query's scaled scores, shape ``(..., Lq)``
             (``-inf`` for a row with no key to attend to), in the softmax's compute dtype.
 

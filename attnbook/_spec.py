@@ -202,6 +202,13 @@ def block_slices(length, size):
     return [(s, min(s + size, length)) for s in range(0, length, size)]
 
 
+def flash_block_q(budget, plan, block_k, most=None, least=64):
+    """Query rows of a default flash tile: ``budget`` scores shared by every batch and head axis computed at once,
+    over ``min(Lk, block_k)`` keys; at most ``most`` rows (None: as many as fit) and at least ``least``."""
+    rows = budget // (max(1, math.prod(plan.batch)) * min(max(plan.lk, 1), block_k))
+    return max(least, rows if most is None else min(most, rows))
+
+
 def tile(x, rows, cols):
     """The ``(..., rows, cols)`` tile of a mask or bias ``x`` broadcastable to the scores; its size-1 (broadcast)
     axes and the axes it lacks stay whole. Only indexing and ``.shape`` are used, so it serves every twin."""

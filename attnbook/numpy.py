@@ -168,8 +168,9 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
                    return_weights)
 
 
-# Default flash tiles: 512 queries x 4096 keys (8 MiB of float32 scores). Large tiles amortise the Python loop and
-# make each BLAS call big enough to keep every core busy; the tile, not the sequence length, sets the memory.
+# Default flash tiles: 512 queries x 4096 keys (8 MiB of float32 scores) over all batch and head axes together
+# (fewer query rows, down to 64, when there are many heads). Large tiles amortise the Python loop and make each
+# BLAS call big enough to keep every core busy; the tile, not the sequence length, sets the memory.
 _FLASH_BLOCK_Q, _FLASH_BLOCK_K = 512, 4096
 
 
@@ -180,7 +181,8 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
                                  _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
     _spec.check_flag("return_lse", return_lse)
     block = _spec.check_block_size(block_size, None)
-    block_q, block_k = (block, block) if block else (_FLASH_BLOCK_Q, _FLASH_BLOCK_K)
+    block_k = block or _FLASH_BLOCK_K
+    block_q = block or _spec.flash_block_q(_FLASH_BLOCK_Q * _FLASH_BLOCK_K, plan, block_k, most=_FLASH_BLOCK_Q)
     compute = _spec.compute_dtype(query.dtype.name)
     q = query.astype(compute) * np.asarray(plan.scale, compute)            # scale folded into q once
     q = np.broadcast_to(q, plan.batch + q.shape[-2:])   # so every tile has the batch axes of m, l and acc

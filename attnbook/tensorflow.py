@@ -7,8 +7,6 @@ and argument checks are shared with the other twins through :mod:`attnbook._api`
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -172,7 +170,7 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
 # softmax written out costs four passes where the fused, multithreaded `tf.nn.softmax` costs one. Tiles without a
 # mask, a bias or the causal diagonal therefore take that kernel (`_flash_tile_fused`) and are folded into the
 # running state through their log-sum-exp; only the tiles that need masking pay for the written-out recurrence.
-_FLASH_TILE, _FLASH_BLOCK_K, _FLASH_MIN_BLOCK_Q = 1 << 23, 16384, 64
+_FLASH_TILE, _FLASH_BLOCK_K = 1 << 23, 16384
 
 
 def _flash_tile_fused(s, vb, m, l, acc):
@@ -222,9 +220,7 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
     _spec.check_flag("return_lse", return_lse)
     block = _spec.check_block_size(block_size, None)
     block_k = block or _FLASH_BLOCK_K
-    # Tall tiles when the keys are few; the budget is shared by every batch and head computed at once.
-    heads = max(1, math.prod(plan.batch))
-    block_q = block or max(_FLASH_MIN_BLOCK_Q, _FLASH_TILE // (heads * min(max(plan.lk, 1), block_k)))
+    block_q = block or _spec.flash_block_q(_FLASH_TILE, plan, block_k)      # tall tiles when the keys are few
     compute = _compute(query.dtype)
     q, k, v = (tf.cast(a, compute) for a in (query, key, value))
     q = q * tf.constant(plan.scale, compute)                                # scale folded into q once

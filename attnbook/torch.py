@@ -142,8 +142,9 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
                    query.dtype, return_weights)
 
 
-# Default flash tiles: 1024 queries x 2048 keys (8 MiB of float32 scores). Large tiles amortise the Python loop
-# and keep torch's multi-threaded kernels busy; the tile, not the sequence length, sets the memory.
+# Default flash tiles: 1024 queries x 2048 keys (8 MiB of float32 scores) over all batch and head axes together
+# (fewer query rows, down to 64, when there are many heads). Large tiles amortise the Python loop and keep torch's
+# multi-threaded kernels busy; the tile, not the sequence length, sets the memory.
 _FLASH_BLOCK_Q, _FLASH_BLOCK_K = 1024, 2048
 
 
@@ -154,7 +155,8 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
                                  _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
     _spec.check_flag("return_lse", return_lse)
     block = _spec.check_block_size(block_size, None)
-    block_q, block_k = (block, block) if block else (_FLASH_BLOCK_Q, _FLASH_BLOCK_K)
+    block_k = block or _FLASH_BLOCK_K
+    block_q = block or _spec.flash_block_q(_FLASH_BLOCK_Q * _FLASH_BLOCK_K, plan, block_k, most=_FLASH_BLOCK_Q)
     compute = _compute(query.dtype)
     q = query.to(compute) * plan.scale                                   # scale folded into q once
     k, v = (a.to(compute) for a in (key, value))

@@ -191,17 +191,34 @@ def test_tensorflow_unmasked_tiles_take_the_fused_softmax(monkeypatch, block_siz
         np.testing.assert_allclose(g, r, atol=1e-4)
 
 
-def test_tensorflow_default_tiles_share_one_memory_budget_across_heads():
-    """16 heads of N = 2048 hold 256 MiB of float32 scores; the default tiles (2^23 scores over all heads at once,
-    scores and their softmax alive together) keep TensorFlow's allocator peak under half of that."""
-    tf = pytest.importorskip("tensorflow")
-    import attnbook.tensorflow as atf
-
+@pytest.mark.parametrize("backend", ["numpy", "tensorflow"])
+def test_default_tiles_share_one_memory_budget_across_heads(backend):
+    """16 heads of N = 2048 hold 256 MiB of float32 scores. The default tiles are a budget of scores shared by all
+    heads at once (8 MiB in NumPy, 32 MiB in TensorFlow, with the tile's exponentials alive beside it), so the peak
+    stays under half of that; tiles sized per head would need the full 256 MiB and more. NumPy's peak is
+    tracemalloc's, TensorFlow's its CPU allocator's."""
     rng = np.random.default_rng(12)
-    q, k, v = (tf.constant(rng.normal(size=(1, 16, 2048, 32)), tf.float32) for _ in range(3))
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    base = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    out = atf.flash_attention(q, k, v)
-    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - base
+    arrays = [rng.normal(size=(1, 16, 2048, 32)).astype(np.float32) for _ in range(3)]
+    if backend == "numpy":
+        import tracemalloc
+
+        import attnbook.numpy as mod
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            out = mod.flash_attention(*arrays)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        expected = mod.scaled_dot_product_attention(*arrays)
+    else:
+        tf = pytest.importorskip("tensorflow")
+        import attnbook.tensorflow as mod
+        q, k, v = (tf.constant(a) for a in arrays)
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        base = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        out = mod.flash_attention(q, k, v)
+        peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - base
+        out, expected = out.numpy(), mod.scaled_dot_product_attention(q, k, v).numpy()
     assert peak < 128 * 2**20, f"peak {peak / 2**20:.0f} MiB"
-    np.testing.assert_allclose(out.numpy(), atf.scaled_dot_product_attention(q, k, v).numpy(), atol=1e-6)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
