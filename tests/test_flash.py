@@ -1,5 +1,7 @@
 """flash_attention: exact agreement with the oracle for every mask case, tile sizes, LSE, gradients, bad input."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -42,16 +44,22 @@ def test_matches_oracle(backend, name, lq, lk, block):
     out, lse = backend.mod.flash_attention(x(q), x(k), x(v), x(mask), x(bias), causal=causal, block_size=block,
                                            return_lse=True)
     np.testing.assert_allclose(backend.to_numpy(out), want, atol=1e-10, rtol=0)
-    # The log-sum-exp of the allowed, scaled scores; -inf where no key is allowed.
-    s = np.einsum("...qd,...kd->...qk", q, np.broadcast_to(k, q.shape[:-2] + k.shape[-2:])) / 2.0
+    want_lse = _want_lse(q, k, 0.5, mask, bias, oracle.causal_mask(lq, lk) if causal else None)
+    np.testing.assert_allclose(backend.to_numpy(lse), want_lse, atol=1e-10, rtol=0)
+
+
+def _want_lse(q, k, scale, *masks_and_bias):
+    """The log-sum-exp of the allowed, scaled scores in float64; -inf where no key is allowed. ``masks_and_bias``:
+    ``mask, bias, causal_mask``, each None or broadcastable to the scores."""
+    mask, bias, tri = (masks_and_bias + (None, None, None))[:3]
+    s = np.einsum("...qd,...kd->...qk", q, np.broadcast_to(k, q.shape[:-2] + k.shape[-2:])) * scale
     if bias is not None:
         s = s + bias
     allowed = np.ones(s.shape, bool) if mask is None else np.broadcast_to(mask, s.shape)
-    if causal:
-        allowed = allowed & oracle.causal_mask(lq, lk)
+    if tri is not None:
+        allowed = allowed & tri
     with np.errstate(divide="ignore"):
-        want_lse = np.log(np.where(allowed, np.exp(s), 0).sum(-1))
-    np.testing.assert_allclose(backend.to_numpy(lse), want_lse, atol=1e-10, rtol=0)
+        return np.log(np.where(allowed, np.exp(s), 0).sum(-1))
 
 
 @pytest.mark.parametrize("lq,lk", [(0, 4), (4, 0), (0, 0)])
@@ -177,9 +185,7 @@ def test_tensorflow_unmasked_tiles_take_the_fused_softmax(monkeypatch, block_siz
     expected, _ = oracle.scaled_dot_product_attention(q, k, v)
     np.testing.assert_allclose(out, expected, atol=1e-5)
     if return_lse:
-        s = q @ np.swapaxes(k, -1, -2) / 4.0
-        expected_lse = s.max(-1) + np.log(np.exp(s - s.max(-1, keepdims=True)).sum(-1))
-        np.testing.assert_allclose(lse.numpy(), expected_lse, atol=1e-5)
+        np.testing.assert_allclose(lse.numpy(), _want_lse(q, k, 0.25), atol=1e-5)
         # reference gradients: SDPA for the output plus d lse / d s = softmax(s) through the same scores
         def ref(qq, kk, vv):
             scores = tf.linalg.matmul(qq, kk, transpose_b=True) / 4.0
@@ -197,28 +203,15 @@ def test_default_tiles_share_one_memory_budget_across_heads(backend):
     heads at once (8 MiB in NumPy, 32 MiB in TensorFlow, with the tile's exponentials alive beside it), so the peak
     stays under half of that; tiles sized per head would need the full 256 MiB and more. NumPy's peak is
     tracemalloc's, TensorFlow's its CPU allocator's."""
+    from attnbook.bench import suite
+
     rng = np.random.default_rng(12)
     arrays = [rng.normal(size=(1, 16, 2048, 32)).astype(np.float32) for _ in range(3)]
-    if backend == "numpy":
-        import tracemalloc
-
-        import attnbook.numpy as mod
-        tracemalloc.start()
-        try:
-            base = tracemalloc.get_traced_memory()[0]
-            out = mod.flash_attention(*arrays)
-            peak = tracemalloc.get_traced_memory()[1] - base
-        finally:
-            tracemalloc.stop()
-        expected = mod.scaled_dot_product_attention(*arrays)
-    else:
+    if backend == "tensorflow":
         tf = pytest.importorskip("tensorflow")
-        import attnbook.tensorflow as mod
-        q, k, v = (tf.constant(a) for a in arrays)
-        tf.config.experimental.reset_memory_stats("CPU:0")
-        base = tf.config.experimental.get_memory_info("CPU:0")["current"]
-        out = mod.flash_attention(q, k, v)
-        peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - base
-        out, expected = out.numpy(), mod.scaled_dot_product_attention(q, k, v).numpy()
+        arrays = [tf.constant(a) for a in arrays]
+    mod = importlib.import_module(f"attnbook.{backend}")
+    out, peak, method = suite._peak_memory(lambda: mod.flash_attention(*arrays), backend, "cpu")   # as the bench
+    assert method == {"numpy": "tracemalloc", "tensorflow": "tf_allocator"}[backend]
     assert peak < 128 * 2**20, f"peak {peak / 2**20:.0f} MiB"
-    np.testing.assert_allclose(out, expected, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(mod.scaled_dot_product_attention(*arrays)), atol=1e-6)
