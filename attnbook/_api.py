@@ -32,8 +32,20 @@ _COMMON = """
       combines with ``mask`` by logical *and*.
     * A query row with no key left to attend to (every key masked, or ``Lk == 0``) gets weights 0 and output 0:
       never NaN, never a uniform average.
-    * The output has the dtype of the inputs; float16 and bfloat16 inputs do their softmax in float32.
-    * NaN or infinity in the inputs propagate to the output; they are not checked.
+    * The output has the dtype of the inputs; float16 and bfloat16 inputs compute their scores (with a float32
+      ``bias`` as given) and their softmax in float32.
+    * A score of ``-inf`` (a ``-inf`` bias, or a product that overflows) masks its key; any finite score, even
+      ``finfo.min``, is a key like any other. The bias of a masked key is never read. A bias of ``+inf`` or NaN on
+      a key a row may attend makes that row NaN.
+    * NaN or infinity in ``query``, ``key`` or ``value`` propagate to the output without being checked (a check
+      would cost a device synchronisation); which entries they reach is not specified, as a fused kernel may skip
+      a block that the explicit path multiplies by a zero weight (``0 * inf`` is NaN).
+    * Any axis may have size 0: an empty batch or ``Lq = 0`` gives an empty output, ``Lk = 0`` rows of zeros,
+      ``d = 0`` scores of 0 (``scale`` 1) and ``dv = 0`` an output with no features.
+    * Integer arguments are Python or NumPy integers (not bools) up to ``2**63 - 1``; real ones, Python or NumPy
+      numbers; flags, Python or NumPy bools.
+    * TensorFlow: every function also runs inside ``tf.function`` with sizes unknown when it is traced
+      (``tf.TensorSpec([None, None, 64])``); the rank must be known.
 """
 
 
@@ -68,10 +80,11 @@ def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, cau
         bias: optional floating-point array broadcastable to ``(..., Lq, Lk)``, added to the scaled scores
             (relative-position biases, ALiBi, additive masks with ``-inf``).
         causal: if True, query ``i`` attends only to keys ``j <= i``.
-        scale: multiplier of the scores; ``None`` means ``1 / sqrt(d)``. Must be a finite number > 0.
+        scale: multiplier of the scores; ``None`` means ``1 / sqrt(d)``. Must be a finite number > 0 that the
+            compute dtype holds (a scale that would become 0 or inf in float32 is refused).
         dropout: probability in ``[0, 1)`` of zeroing each attention weight (kept weights are divided by
             ``1 - dropout``). Applied whenever it is > 0: pass 0 at inference.
-        seed: optional non-negative integer that makes dropout reproducible within one framework.
+        seed: optional integer in ``[0, 2**63)`` that makes dropout reproducible within one framework.
         return_weights: if True, also return the attention weights (after dropout).
 
     Returns:
@@ -186,7 +199,8 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
     {common}
     Raises:
         TypeError / ValueError: as :func:`scaled_dot_product_attention`, and for a ``block_size`` that is not a
-        positive integer.
+        positive integer. Inside a TensorFlow graph the tiles are laid out when it is traced, so ``Lq`` and ``Lk``
+        must be known then (the batch axes and ``d`` need not be).
     """
 
 
@@ -197,7 +211,8 @@ def causal_mask(lq, lk=None):
 def padding_mask(lengths, max_len=None):
     """Boolean ``(B, max_len)`` mask, True where position ``j < lengths[b]``.
 
-    ``lengths`` is a 1-D integer array of this backend; ``max_len`` defaults to ``max(lengths)``. To mask padded
+    ``lengths`` is a 1-D integer array of this backend; ``max_len`` defaults to ``max(lengths)`` (0 for an empty
+    batch; a scalar tensor inside a TensorFlow graph, which makes the mask ``(B, None)`` there). To mask padded
     *keys*, index it as ``m[:, None, :]`` for scores ``(B, Lq, Lk)`` or ``m[:, None, None, :]`` for multi-head
     scores ``(B, H, Lq, Lk)``.
     """
@@ -206,7 +221,8 @@ def padding_mask(lengths, max_len=None):
 def mask_from_keep(keep):
     """Boolean mask from a "1 = attend, 0 = ignore" mask (Keras, Hugging Face ``attention_mask``).
 
-    Accepts booleans or integers 0/1; any other integer value raises ``ValueError``.
+    Accepts booleans or integers 0/1; any other integer value raises ``ValueError`` (inside a TensorFlow graph,
+    where the values are known only when it runs, ``tf.errors.InvalidArgumentError`` with the same message).
     """
 
 
@@ -216,7 +232,8 @@ def mask_from_ignore(ignore):
 
 
 def mask_from_additive(additive, threshold=-1e4):
-    """Boolean mask from an additive float mask: True where ``additive > threshold``.
+    """Boolean mask from an additive float mask: True where ``additive > threshold``, compared in float64 (exact
+    for every dtype and any real threshold; NaN is refused).
 
     Additive masks hold 0 for "attend" and a large negative number (``-inf``, ``-1e9``, ``-1e4``,
     ``finfo.min``) for "ignore". Soft biases between the two are lost by the conversion: pass such an array as
@@ -232,7 +249,7 @@ def sinusoidal_positional_encoding(length, d_model, base=10000.0, dtype="float32
     """The sinusoidal positional encoding of Vaswani et al. (2017), shape ``(length, d_model)``.
 
     ``PE[p, 2i] = sin(p / base^(2i/d_model))`` and ``PE[p, 2i+1] = cos(p / base^(2i/d_model))``; an odd
-    ``d_model`` drops the last cosine column.
+    ``d_model`` drops the last cosine column. ``base`` is a finite number greater than 1.
     """
 
 

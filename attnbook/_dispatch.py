@@ -24,8 +24,8 @@ def framework_of(x):
 def _classify(x):
     import numpy as np
 
-    if isinstance(x, (np.ndarray, np.generic)):
-        return "numpy"
+    if isinstance(x, np.ndarray):
+        return "numpy"              # a NumPy scalar (np.int64(3) as an axis) is a number, not an array
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         return "torch"

@@ -19,32 +19,43 @@ def _glorot(rng, fan_in, fan_out, dtype):
 def multi_head_shapes(d_model, num_heads, query_dim=None, key_dim=None, value_dim=None, output_dim=None,
                       use_bias=True):
     """Shapes of a MultiHeadAttention layer's parameters, after checking the constructor arguments."""
-    d_model = _spec.check_length("d_model", d_model)
-    if not isinstance(num_heads, int) or isinstance(num_heads, bool):
-        raise TypeError(f"num_heads must be a positive integer, got {num_heads!r}")
-    if num_heads < 1 or d_model % num_heads:
+    d_model = _size("d_model", d_model)
+    num_heads = _spec.check_integer("num_heads", num_heads, least=1, what="a positive integer")
+    if d_model % num_heads:
         raise ValueError(f"num_heads = {num_heads} must be a positive integer dividing d_model = {d_model}")
-    dq = d_model if query_dim is None else _spec.check_length("query_dim", query_dim)
-    dk = dq if key_dim is None else _spec.check_length("key_dim", key_dim)
-    dv = dk if value_dim is None else _spec.check_length("value_dim", value_dim)
-    do = dq if output_dim is None else _spec.check_length("output_dim", output_dim)
-    _spec.check_flag("use_bias", use_bias)
+    dq = d_model if query_dim is None else _size("query_dim", query_dim)
+    dk = dq if key_dim is None else _size("key_dim", key_dim)
+    dv = dk if value_dim is None else _size("value_dim", value_dim)
+    do = dq if output_dim is None else _size("output_dim", output_dim)
+    use_bias = _spec.check_flag("use_bias", use_bias)
     shapes = {"w_q": (dq, d_model), "w_k": (dk, d_model), "w_v": (dv, d_model), "w_o": (d_model, do)}
     if use_bias:
         shapes.update(b_q=(d_model,), b_k=(d_model,), b_v=(d_model,), b_o=(do,))
     return shapes
 
 
+def _size(name, value):
+    """A layer width: a positive integer (a layer of width 0 has nothing to compute and no initialisation)."""
+    return _spec.check_integer(name, value, least=1, what="a positive integer")
+
+
 def additive_shapes(query_dim, key_dim, hidden_dim):
-    dq, dk, h = (_spec.check_length(n, x) for n, x in
-                 (("query_dim", query_dim), ("key_dim", key_dim), ("hidden_dim", hidden_dim)))
+    dq, dk, h = (_size(n, x) for n, x in (("query_dim", query_dim), ("key_dim", key_dim), ("hidden_dim", hidden_dim)))
     return {"w_query": (dq, h), "w_key": (dk, h), "v": (h,)}
+
+
+def check_layer(seed, dtype, dropout=0.0):
+    """The constructor arguments every layer shares; returns ``(seed, dtype, dropout)`` checked."""
+    seed = _spec.check_integer("seed", seed)
+    dtype = _spec.check_dtype_name(dtype)
+    dropout, _ = _spec.check_dropout(dropout, None)
+    return seed, dtype, dropout
 
 
 def init(shapes, seed, dtype):
     """Glorot-uniform matrices, zero biases, and ``v ~ U(-1/sqrt(h), 1/sqrt(h))``, from one NumPy seed."""
     _spec.check_dtype_name(dtype)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_spec.check_integer("seed", seed))
     np_dtype = "float32" if dtype == "bfloat16" else dtype
     out = {}
     for name, shape in shapes.items():
@@ -68,7 +79,12 @@ def check_set(shapes, params):
                          f"unknown {unknown}")
     out = {}
     for name, shape in shapes.items():
-        value = np.asarray(params[name])
+        try:
+            value = np.asarray(params[name])
+        except (TypeError, ValueError, RuntimeError) as err:      # ragged lists, tensors that require grad, ...
+            raise TypeError(f"params['{name}'] must be an array of real numbers: {err}") from None
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"params['{name}'] must be an array of real numbers, got dtype {value.dtype}")
         if value.shape != tuple(shape):
             raise ValueError(f"params['{name}'] must have shape {tuple(shape)}, got {value.shape}")
         out[name] = value

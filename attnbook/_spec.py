@@ -30,16 +30,21 @@ def type_error(name, expected, value):
 
 
 def broadcast_shapes(named):
-    """Broadcast shapes given as ``{name: shape}``; ``ValueError`` naming every shape if they do not broadcast."""
+    """Broadcast shapes given as ``{name: shape}``; ``ValueError`` naming every shape if they do not broadcast.
+
+    A size of ``None`` (not known yet inside a TensorFlow graph) broadcasts with 1 and with any known size; an axis
+    whose only sizes are 1 and ``None`` comes out ``None``.
+    """
     shapes = list(named.values())
     ndim = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(-ndim, 0):
-        sizes = {s[axis] for s in shapes if len(s) >= -axis} - {1, None}
+        present = {s[axis] for s in shapes if len(s) >= -axis}
+        sizes = present - {1, None}
         if len(sizes) > 1:
             listing = ", ".join(f"{n} {tuple(s)}" for n, s in named.items())
             raise ValueError(f"the batch axes of {listing} do not broadcast")
-        out.append(sizes.pop() if sizes else 1)
+        out.append(sizes.pop() if sizes else None if None in present else 1)
     return tuple(out)
 
 
@@ -101,44 +106,100 @@ def check_bias(info, target, what="the score shape"):
         raise ValueError(f"bias of shape {tuple(info.shape)} does not broadcast to {what} {target}")
 
 
+# Sizes, counts and seeds must fit a signed 64-bit integer, the widest index type torch and TensorFlow have: a larger
+# Python int would otherwise fail deep inside a framework with a message that names no argument.
+INDEX_MAX = 2 ** 63 - 1
+
+# The largest finite value and the smallest positive (subnormal) value of each compute dtype, for checking that a
+# scalar survives the conversion to the dtype it is applied in.
+_FINITE = {"float16": (65504.0, 2.0 ** -24), "bfloat16": (3.3895313892515355e38, 2.0 ** -133),
+           "float32": (3.4028234663852886e38, 2.0 ** -149), "float64": (1.7976931348623157e308, 5e-324)}
+
+
+def _is_flag(value):
+    return isinstance(value, bool) or type(value).__name__ == "bool" and type(value).__module__ == "numpy"
+
+
 def check_flag(name, value):
-    if not isinstance(value, bool):
+    """``True``/``False`` (a NumPy bool too); returns a Python bool."""
+    if not _is_flag(value):
         raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral) and not _is_flag(value)
 
 
 def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not _is_flag(value)
 
 
-def check_scale(scale, d):
-    """Return the scale to use: ``1/sqrt(d)`` for ``None``, else a validated positive finite float."""
+def check_integer(name, value, *, least=0, what="a non-negative integer"):
+    """An integer (a NumPy integer too) in ``[least, 2**63 - 1]``; returns a Python int."""
+    if not _is_integer(value):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    value = int(value)
+    if value < least:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    if value > INDEX_MAX:
+        raise ValueError(f"{name} must be {what} of at most 2**63 - 1, got {value!r}")
+    return value
+
+
+def check_real(name, value, what):
+    """A real number (a NumPy scalar too) as a Python float; ``ValueError`` for one that no float can hold."""
+    if not _is_real(value):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be {what}, got an integer of {value.bit_length()} bits, too large for a "
+                         "float") from None
+
+
+def check_scale(scale, d, dtype="float32"):
+    """The scale to use: ``1/sqrt(d)`` for ``None`` (``None`` when ``d`` is not known yet, inside a TensorFlow
+    graph), else a positive finite float that the compute dtype of ``dtype`` holds without becoming 0 or inf."""
     if scale is None:
+        if d is None:
+            return None
         return 1.0 / math.sqrt(d) if d > 0 else 1.0
-    if not _is_real(scale):
-        raise TypeError(f"scale must be a positive finite number or None, got {scale!r}")
-    if not (math.isfinite(scale) and scale > 0):
+    value = check_real("scale", scale, "a positive finite number or None")
+    if not (math.isfinite(value) and value > 0):
         raise ValueError(f"scale must be a positive finite number, got {scale!r}")
-    return float(scale)
+    compute = compute_dtype(dtype) if dtype in _FINITE else "float32"
+    largest, smallest = _FINITE[compute]
+    if value > largest or value < smallest:
+        raise ValueError(f"scale = {scale!r} is not representable in {compute}, the dtype the scores are "
+                         f"computed in (it would become {'inf' if value > largest else '0'})")
+    return value
 
 
 def check_dropout(dropout, seed):
-    if not _is_real(dropout):
-        raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
-    if not 0.0 <= dropout < 1.0:
+    """Returns ``(dropout, seed)`` as a Python float in ``[0, 1)`` and a Python int in ``[0, 2**63)`` or None."""
+    p = check_real("dropout", dropout, "a number in [0, 1)")
+    if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     if seed is not None:
-        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-            raise TypeError(f"seed must be a non-negative integer or None, got {seed!r}")
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-    return float(dropout)
+        seed = check_integer("seed", seed, what="a non-negative integer or None")
+    return p, seed
+
+
+def check_threshold(threshold):
+    """A threshold for ``mask_from_additive``: any real number but NaN (compared in float64, so that it is exact)."""
+    value = check_real("threshold", threshold, "a number")
+    if math.isnan(value):
+        raise ValueError("threshold must be a number, got nan")
+    return value
 
 
 def check_softmax(x, axis, mask):
     """Validate softmax arguments; returns the non-negative axis."""
     check_float("x", x)
-    if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+    if not _is_integer(axis):
         raise TypeError(f"axis must be an integer, got {axis!r}")
+    axis = int(axis)
     ndim = len(x.shape)
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} is out of range for x of shape {tuple(x.shape)}")
@@ -149,13 +210,15 @@ def check_softmax(x, axis, mask):
 class Plan(NamedTuple):
     """Shapes an attention call works with once its arguments are checked."""
 
-    batch: tuple
-    lq: int
-    lk: int
-    d: int
-    dv: int
-    scale: float
+    batch: tuple                     # broadcast batch axes; a size is None where a TensorFlow graph does not know it
+    lq: int | None
+    lk: int | None
+    d: int | None
+    dv: int | None
+    scale: float | None              # None: 1/sqrt(d) with d known only when the graph runs
     dropout: float
+    seed: int | None
+    causal: bool
 
     @property
     def score_shape(self):
@@ -171,7 +234,7 @@ def check_attention(query, key, value, mask=None, bias=None, *, causal=False, re
     arrays = {"query": query, "key": key, "value": value, **(extra or {})}
     check_same_dtype(arrays)
     check_devices({**arrays, "mask": mask, "bias": bias})
-    check_flag("causal", causal)
+    causal = check_flag("causal", causal)
     check_flag("return_weights", return_weights)
     if same_d and _differ(query.shape[-1], key.shape[-1]):
         raise ValueError(f"query and key must have the same feature size d, got query {tuple(query.shape)} "
@@ -181,7 +244,7 @@ def check_attention(query, key, value, mask=None, bias=None, *, causal=False, re
                          f"and value {tuple(value.shape)}")
     batch = broadcast_shapes({"query": query.shape[:-2], "key": key.shape[:-2], "value": value.shape[:-2]})
     plan = Plan(batch, query.shape[-2], key.shape[-2], query.shape[-1], value.shape[-1],
-                check_scale(scale, query.shape[-1]), check_dropout(dropout, seed))
+                check_scale(scale, query.shape[-1], query.dtype), *check_dropout(dropout, seed), causal)
     check_mask(mask, plan.score_shape)
     check_bias(bias, plan.score_shape)
     return plan
@@ -190,11 +253,7 @@ def check_attention(query, key, value, mask=None, bias=None, *, causal=False, re
 def check_block_size(block_size, default):
     if block_size is None:
         return default
-    if not isinstance(block_size, numbers.Integral) or isinstance(block_size, bool):
-        raise TypeError(f"block_size must be a positive integer or None, got {block_size!r}")
-    if block_size < 1:
-        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
-    return int(block_size)
+    return check_integer("block_size", block_size, least=1, what="a positive integer or None")
 
 
 def block_slices(length, size):
@@ -205,7 +264,8 @@ def block_slices(length, size):
 def flash_block_q(budget, plan, block_k, most=None, least=64):
     """Query rows of a default flash tile: ``budget`` scores shared by every batch and head axis computed at once,
     over ``min(Lk, block_k)`` keys; at most ``most`` rows (None: as many as fit) and at least ``least``."""
-    rows = budget // (max(1, math.prod(plan.batch)) * min(max(plan.lk, 1), block_k))
+    batch = math.prod(b or 1 for b in plan.batch)      # an axis a TensorFlow graph does not know counts as 1
+    rows = budget // (max(1, batch) * min(max(plan.lk, 1), block_k))
     return max(least, rows if most is None else min(most, rows))
 
 
@@ -259,14 +319,11 @@ def check_params_mapping(params):
 
 def check_multi_head(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False,
                      return_weights=False, dropout=0.0, seed=None):
-    """Checks for multi_head_attention; ``params`` is ``{name: Info}``. Returns ``(D, Do)``."""
+    """Checks for multi_head_attention; ``params`` is ``{name: Info}``. Returns ``(D, Do, H)``."""
     for name, info, layout in (("query", query, "(B, Lq, Dq)"), ("key", key, "(B, Lk, Dk)"),
                                ("value", value, "(B, Lk, Dv)")):
         check_rank(name, info, 3, layout, exact=True)
-    if not isinstance(num_heads, numbers.Integral) or isinstance(num_heads, bool):
-        raise TypeError(f"num_heads must be a positive integer, got {num_heads!r}")
-    if num_heads < 1:
-        raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
+    num_heads = check_integer("num_heads", num_heads, least=1, what="a positive integer")
     for name in MHA_REQUIRED:
         check_rank(f"params['{name}']", params[name], 2, "(in, out)", exact=True)
     for name in MHA_OPTIONAL:
@@ -305,15 +362,11 @@ def check_multi_head(query, key, value, params, num_heads, mask=None, bias=None,
     check_dropout(dropout, seed)
     check_mask(mask, target, what="the multi-head score shape (B, H, Lq, Lk) =")
     check_bias(bias, target, what="the multi-head score shape (B, H, Lq, Lk) =")
-    return width, params["w_o"].shape[1]
+    return width, params["w_o"].shape[1], num_heads
 
 
 def check_length(name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a non-negative integer, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
+    return check_integer(name, value)
 
 
 def check_lengths(info):
@@ -335,6 +388,8 @@ def check_bool(name, info):
 
 
 def check_dtype_name(dtype):
+    if not isinstance(dtype, str):
+        raise TypeError(f"dtype must be a dtype name ({', '.join(FLOAT_DTYPES)}), got {dtype!r}")
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(FLOAT_DTYPES)}, got {dtype!r}")
     return dtype
@@ -343,9 +398,10 @@ def check_dtype_name(dtype):
 def check_positional(length, d_model, base):
     length = check_length("length", length)
     d_model = check_length("d_model", d_model)
-    if not _is_real(base) or not (math.isfinite(base) and base > 0):
-        raise ValueError(f"base must be a positive finite number, got {base!r}")
-    return length, d_model
+    value = check_real("base", base, "a finite number greater than 1")
+    if not (math.isfinite(value) and value > 1):
+        raise ValueError(f"base must be a finite number greater than 1, got {base!r}")
+    return length, d_model, value
 
 
 def compute_dtype(dtype):

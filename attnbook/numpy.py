@@ -26,9 +26,9 @@ def _dtype(name):
     return name
 
 
-def _info(name, x):
-    """Describe an array argument for the shared checks; ``None`` stays ``None``."""
-    if x is None:
+def _info(name, x, optional=False):
+    """Describe an array argument for the shared checks; ``None`` stays ``None`` for the optional ones."""
+    if x is None and optional:
         return None
     if not isinstance(x, np.ndarray):
         raise _spec.type_error(name, "numpy.ndarray", x)
@@ -71,7 +71,7 @@ def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
 
 @implements
 def softmax(x, axis=-1, mask=None):
-    axis = _spec.check_softmax(_info("x", x), axis, _info("mask", mask))
+    axis = _spec.check_softmax(_info("x", x), axis, _info("mask", mask, optional=True))
     compute = _spec.compute_dtype(x.dtype.name)
     return _masked_softmax(x.astype(compute), mask, axis).astype(x.dtype)
 
@@ -80,17 +80,17 @@ def softmax(x, axis=-1, mask=None):
 def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None,
                                  dropout=0.0, seed=None, return_weights=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask), _info("bias", bias), causal=causal,
+                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal,
                                  return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
     compute = _spec.compute_dtype(query.dtype.name)
     if not return_weights and plan.dropout == 0 and plan.lk > 0:
-        return _sdpa_blocked(query, key, value, mask, bias, causal, plan, compute)    # same result, faster
+        return _sdpa_blocked(query, key, value, mask, bias, plan, compute)    # same result, faster
     q, k, v = (a.astype(compute, copy=False) for a in (query, key, value))
     scores = (q @ np.swapaxes(k, -1, -2)) * np.asarray(plan.scale, compute)   # (..., Lq, Lk)
     if bias is not None:
         scores = scores + bias.astype(compute, copy=False)
-    allowed = _allowed(mask, causal, plan.lq, plan.lk)
-    return _attend(scores, v, allowed, plan.dropout, seed, query.dtype, return_weights)
+    allowed = _allowed(mask, plan.causal, plan.lq, plan.lk)
+    return _attend(scores, v, allowed, plan.dropout, plan.seed, query.dtype, return_weights)
 
 
 # Score entries per query block of the fast path (8 MiB of float32): the block's scores stay in the CPU's last-level
@@ -99,7 +99,7 @@ def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, cau
 _SCORE_BLOCK = 1 << 21
 
 
-def _sdpa_blocked(query, key, value, mask, bias, causal, plan, compute):
+def _sdpa_blocked(query, key, value, mask, bias, plan, compute):
     """``softmax(q k^T * scale + bias) v`` when no weights are asked for: the fast path of the NumPy twin.
 
     The same arithmetic as the explicit path, arranged for speed: the scale is folded into ``q`` (``Lq * d``
@@ -112,8 +112,9 @@ def _sdpa_blocked(query, key, value, mask, bias, causal, plan, compute):
     kt = np.swapaxes(key.astype(compute, copy=False), -1, -2)              # (..., d, Lk)
     v = value.astype(compute, copy=False)                                  # (..., Lk, dv)
     out = np.empty(plan.batch + (plan.lq, plan.dv), compute)
+    causal = plan.causal
     batch = int(np.prod(plan.batch, dtype=np.int64))
-    bq = max(1, _SCORE_BLOCK // (batch * plan.lk))
+    bq = max(1, _SCORE_BLOCK // max(1, batch * plan.lk))
     for start in range(0, plan.lq, bq):
         rows = (start, min(start + bq, plan.lq))
         lk = min(plan.lk, rows[1]) if causal else plan.lk                  # keys any row of this block may see
@@ -144,27 +145,27 @@ def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causa
                        return_weights=False):
     infos = {"w_query": _info("w_query", w_query), "w_key": _info("w_key", w_key), "v": _info("v", v)}
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask), causal=causal, return_weights=return_weights,
+                                 _info("mask", mask, optional=True), causal=causal, return_weights=return_weights,
                                  same_d=False, extra=infos)
     _spec.check_additive(query, key, w_query, w_key, v)
     compute = _spec.compute_dtype(query.dtype.name)
     q, k, val, wq, wk, vv = (a.astype(compute, copy=False) for a in (query, key, value, w_query, w_key, v))
     hidden = np.tanh((q @ wq)[..., :, None, :] + (k @ wk)[..., None, :, :])  # (..., Lq, Lk, h)
     scores = hidden @ vv                                                   # (..., Lq, Lk)
-    return _attend(scores, val, _allowed(mask, causal, plan.lq, plan.lk), 0.0, None, query.dtype,
+    return _attend(scores, val, _allowed(mask, plan.causal, plan.lq, plan.lk), 0.0, None, query.dtype,
                    return_weights)
 
 
 @implements
 def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_weights=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask), causal=causal, return_weights=return_weights,
+                                 _info("mask", mask, optional=True), causal=causal, return_weights=return_weights,
                                  same_d=False, extra={"w": _info("w", w)})
     _spec.check_bilinear(query, key, w)
     compute = _spec.compute_dtype(query.dtype.name)
     q, k, val, ww = (a.astype(compute, copy=False) for a in (query, key, value, w))
     scores = (q @ ww) @ np.swapaxes(k, -1, -2)                             # (..., Lq, Lk)
-    return _attend(scores, val, _allowed(mask, causal, plan.lq, plan.lk), 0.0, None, query.dtype,
+    return _attend(scores, val, _allowed(mask, plan.causal, plan.lq, plan.lk), 0.0, None, query.dtype,
                    return_weights)
 
 
@@ -178,8 +179,8 @@ _FLASH_BLOCK_Q, _FLASH_BLOCK_K = 512, 4096
 def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
                     return_lse=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
-    _spec.check_flag("return_lse", return_lse)
+                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal, scale=scale)
+    return_lse, causal = _spec.check_flag("return_lse", return_lse), plan.causal
     block = _spec.check_block_size(block_size, None)
     block_k = block or _FLASH_BLOCK_K
     block_q = block or _spec.flash_block_q(_FLASH_BLOCK_Q * _FLASH_BLOCK_K, plan, block_k, most=_FLASH_BLOCK_Q)
@@ -239,8 +240,9 @@ def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=N
     names = _spec.check_params_mapping(params)
     infos = {"query": _info("query", query), "key": _info("key", key), "value": _info("value", value)}
     p_infos = {n: _info(f"params['{n}']", params[n]) for n in names}
-    _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask), _info("bias", bias),
-                           causal=causal, return_weights=return_weights, dropout=dropout, seed=seed)
+    *_, num_heads = _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask, optional=True),
+                                           _info("bias", bias, optional=True), causal=causal, return_weights=return_weights,
+                                           dropout=dropout, seed=seed)
     p = params
     q = _linear(query, p["w_q"], p.get("b_q"))                              # (B, Lq, D)
     k = _linear(key, p["w_k"], p.get("b_k"))                                # (B, Lk, D)
@@ -285,7 +287,7 @@ def mask_from_ignore(ignore):
 @implements
 def mask_from_additive(additive, threshold=-1e4):
     _spec.check_float("additive", _info("additive", additive))
-    return additive > threshold
+    return additive.astype(np.float64) > _spec.check_threshold(threshold)     # float64: exact for every dtype
 
 
 @implements
@@ -297,7 +299,7 @@ def mask_to_additive(mask, dtype="float32"):
 
 @implements
 def sinusoidal_positional_encoding(length, d_model, base=10000.0, dtype="float32"):
-    length, d_model = _spec.check_positional(length, d_model, base)
+    length, d_model, base = _spec.check_positional(length, d_model, base)
     dtype = _dtype(dtype)
     position = np.arange(length, dtype=np.float64)[:, None]                # (L, 1)
     freq = base ** (-np.arange(0, d_model, 2, dtype=np.float64) / d_model)  # (ceil(d/2),)
@@ -318,14 +320,16 @@ class MultiHeadAttention:
                  use_bias=True, dropout=0.0, seed=0, dtype="float32"):
         self.shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim,
                                                 use_bias)
-        _spec.check_dropout(dropout, None)
-        self.num_heads, self.dropout = num_heads, dropout
-        self.params = _params.init(self.shapes, seed, _dtype(dtype))
+        seed, dtype, self.dropout = _params.check_layer(seed, _dtype(dtype), dropout)
+        self.num_heads = int(num_heads)
+        self.params = _params.init(self.shapes, seed, dtype)
 
     def __call__(self, query, key=None, value=None, mask=None, bias=None, causal=False, return_weights=False,
-                 training=False):
+                 training=None):
+        """``training=None`` (or False) is inference; True applies the layer's dropout."""
         key = query if key is None else key
         value = key if value is None else value
+        training = False if training is None else _spec.check_flag("training", training)
         return multi_head_attention(query, key, value, self.params, self.num_heads, mask, bias, causal=causal,
                                     dropout=self.dropout if training else 0.0, return_weights=return_weights)
 
@@ -342,7 +346,8 @@ class AdditiveAttention:
 
     def __init__(self, query_dim, key_dim, hidden_dim, *, seed=0, dtype="float32"):
         self.shapes = _params.additive_shapes(query_dim, key_dim, hidden_dim)
-        self.params = _params.init(self.shapes, seed, _dtype(dtype))
+        seed, dtype, _ = _params.check_layer(seed, _dtype(dtype))
+        self.params = _params.init(self.shapes, seed, dtype)
 
     def __call__(self, query, key, value, mask=None, causal=False, return_weights=False):
         p = self.params

@@ -7,6 +7,9 @@ and argument checks are shared with the other twins through :mod:`attnbook._api`
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -30,11 +33,15 @@ def _device(x):
     return name.rsplit("device:", 1)[-1] if name else None
 
 
-def _info(name, x):
-    if x is None:
+def _info(name, x, optional=False):
+    if x is None and optional:
         return None
     if not isinstance(x, (tf.Tensor, tf.Variable)):
         raise _spec.type_error(name, "tf.Tensor or tf.Variable", x)
+    if x.shape.rank is None:
+        raise ValueError(f"{name} has an unknown rank: attnbook.tensorflow needs the number of axes of every array "
+                         "argument when it traces a tf.function (give it an input_signature with a shape, such as "
+                         "tf.TensorSpec([None, None, 64]); the sizes may be None)")
     return _spec.Info(tuple(x.shape), x.dtype.name, _device(x))
 
 
@@ -56,6 +63,8 @@ def _masked_softmax(x, allowed, axis=-1):
 
 
 def _allowed(mask, causal, lq, lk):
+    if mask is not None and mask.shape.rank < 2:    # reductions over the key axis need the (Lq, Lk) axes present
+        mask = tf.reshape(mask, [1] * (2 - mask.shape.rank) + [-1] * mask.shape.rank)
     if causal:
         tri = tf.range(lq)[:, None] >= tf.range(lk)[None, :]             # (Lq, Lk), j <= i
         return tri if mask is None else tf.logical_and(mask, tri)
@@ -86,9 +95,18 @@ def _lengths(query, key):
     return (tf.shape(query)[-2] if lq is None else lq), (tf.shape(key)[-2] if lk is None else lk)
 
 
+def _scale(plan, x):
+    """The scale as a scalar of ``x``'s dtype: ``1/sqrt(d)`` from the running graph when ``d`` was not known when
+    it was traced."""
+    if plan.scale is not None:
+        return tf.constant(plan.scale, x.dtype)
+    d = tf.cast(tf.shape(x)[-1], x.dtype)
+    return tf.where(d > 0, tf.math.rsqrt(tf.maximum(d, 1)), tf.ones((), x.dtype))
+
+
 @implements
 def softmax(x, axis=-1, mask=None):
-    axis = _spec.check_softmax(_info("x", x), axis, _info("mask", mask))
+    axis = _spec.check_softmax(_info("x", x), axis, _info("mask", mask, optional=True))
     return tf.cast(_masked_softmax(tf.cast(x, _compute(x.dtype)), mask, axis), x.dtype)
 
 
@@ -96,49 +114,50 @@ def softmax(x, axis=-1, mask=None):
 def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None,
                                  dropout=0.0, seed=None, return_weights=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask), _info("bias", bias), causal=causal,
+                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal,
                                  return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
     compute = _compute(query.dtype)
     q, k, v = (tf.cast(a, compute) for a in (query, key, value))
     if not return_weights and plan.dropout == 0 and plan.lk != 0:
-        return _sdpa_fused(q, k, v, mask, bias, causal, plan, query)    # same result, faster
-    scores = tf.linalg.matmul(q, k, transpose_b=True) * tf.constant(plan.scale, compute)   # (..., Lq, Lk)
+        return _sdpa_fused(q, k, v, mask, bias, plan, query)    # same result, faster
+    scores = tf.linalg.matmul(q, k, transpose_b=True) * _scale(plan, q)   # (..., Lq, Lk)
     if bias is not None:
         scores = scores + tf.cast(bias, compute)
-    allowed = _allowed(mask, causal, *_lengths(query, key))
-    return _attend(scores, v, allowed, plan.dropout, seed, query.dtype, return_weights)
+    allowed = _allowed(mask, plan.causal, *_lengths(query, key))
+    return _attend(scores, v, allowed, plan.dropout, plan.seed, query.dtype, return_weights)
 
 
-def _sdpa_fused(q, k, v, mask, bias, causal, plan, query):
+def _sdpa_fused(q, k, v, mask, bias, plan, query):
     """``softmax(q k^T * scale + bias) v`` when no weights are asked for: the fast path of the TensorFlow twin.
 
     The same arithmetic as the explicit path, in fewer and fused kernels: the scale is folded into ``q`` (``Lq * d``
     multiplications instead of ``Lq * Lk``) and the softmax is TensorFlow's single multi-threaded ``tf.nn.softmax``.
-    That kernel turns an all-``-inf`` row into NaN, so masked scores are set to the lowest finite number instead
-    (``exp`` still makes them exactly 0 next to any allowed key) and rows with no allowed key are zeroed at the end;
-    their gradients stay finite too.
+    Masked scores become ``-inf``, so that ``exp`` makes them exactly 0 whatever the allowed scores are (even a
+    bias of ``finfo.min``). That kernel turns a row of nothing but ``-inf`` into NaN, so the rows with no allowed
+    key get 0 in place of ``-inf`` (a finite softmax, whose gradient stays finite too) and are zeroed at the end.
     """
     compute = q.dtype
-    s = tf.linalg.matmul(q * tf.constant(plan.scale, compute), k, transpose_b=True)    # (..., Lq, Lk)
-    allowed = _allowed(mask, causal, *_lengths(query, k))
+    s = tf.linalg.matmul(q * _scale(plan, q), k, transpose_b=True)                         # (..., Lq, Lk)
+    allowed = _allowed(mask, plan.causal, *_lengths(query, k))
     if bias is not None:
         s = s + tf.cast(bias, compute)
         finite = tf.not_equal(s, tf.constant(-np.inf, compute))         # a -inf bias masks its key too
         allowed = finite if allowed is None else tf.logical_and(allowed, finite)
-    if allowed is not None:
-        s = tf.where(allowed, s, tf.constant(compute.min, compute))
+    if allowed is None:
+        return tf.cast(tf.linalg.matmul(tf.nn.softmax(s, axis=-1), v), query.dtype)
+    live = tf.reduce_any(allowed, axis=-1, keepdims=True)                                   # (..., Lq, 1)
+    s = tf.where(allowed, s, tf.where(live, tf.constant(-np.inf, compute), tf.zeros((), compute)))
     out = tf.linalg.matmul(tf.nn.softmax(s, axis=-1), v)                                  # (..., Lq, dv)
-    if allowed is not None:
-        out = tf.where(tf.reduce_any(allowed, axis=-1, keepdims=True), out, tf.zeros((), compute))
-    return tf.cast(out, query.dtype)
+    return tf.cast(tf.where(live, out, tf.zeros((), compute)), query.dtype)
 
 
 @implements
 def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causal=False,
                        return_weights=False):
     infos = {"w_query": _info("w_query", w_query), "w_key": _info("w_key", w_key), "v": _info("v", v)}
-    _spec.check_attention(_info("query", query), _info("key", key), _info("value", value), _info("mask", mask),
-                          causal=causal, return_weights=return_weights, same_d=False, extra=infos)
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask, optional=True), causal=causal, return_weights=return_weights, same_d=False,
+                                 extra=infos)
     _spec.check_additive(query, key, w_query, w_key, v)
     compute = _compute(query.dtype)
     q, k, val, wq, wk, vv = (tf.cast(a, compute) for a in (query, key, value, w_query, w_key, v))
@@ -146,19 +165,20 @@ def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causa
     # matmul corrupts the heap on CPU for shapes like (16, 1, 37, 8) x (8,) (a single decoder query per step).
     hidden = tf.tanh(tf.expand_dims(tf.tensordot(q, wq, 1), -2) + tf.expand_dims(tf.tensordot(k, wk, 1), -3))
     scores = tf.reduce_sum(hidden * vv, axis=-1)                              # (..., Lq, Lk); hidden (..., Lq, Lk, h)
-    return _attend(scores, val, _allowed(mask, causal, *_lengths(query, key)), 0.0, None, query.dtype,
+    return _attend(scores, val, _allowed(mask, plan.causal, *_lengths(query, key)), 0.0, None, query.dtype,
                    return_weights)
 
 
 @implements
 def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_weights=False):
-    _spec.check_attention(_info("query", query), _info("key", key), _info("value", value), _info("mask", mask),
-                          causal=causal, return_weights=return_weights, same_d=False, extra={"w": _info("w", w)})
+    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask, optional=True), causal=causal, return_weights=return_weights, same_d=False,
+                                 extra={"w": _info("w", w)})
     _spec.check_bilinear(query, key, w)
     compute = _compute(query.dtype)
     q, k, val, ww = (tf.cast(a, compute) for a in (query, key, value, w))
     scores = tf.linalg.matmul(tf.tensordot(q, ww, 1), k, transpose_b=True)   # (..., Lq, Lk)
-    return _attend(scores, val, _allowed(mask, causal, *_lengths(query, key)), 0.0, None, query.dtype,
+    return _attend(scores, val, _allowed(mask, plan.causal, *_lengths(query, key)), 0.0, None, query.dtype,
                    return_weights)
 
 
@@ -171,6 +191,18 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
 # mask, a bias or the causal diagonal therefore take that kernel (`_flash_tile_fused`) and are folded into the
 # running state through their log-sum-exp; only the tiles that need masking pay for the written-out recurrence.
 _FLASH_TILE, _FLASH_BLOCK_K = 1 << 23, 16384
+
+
+def _state_shape(plan, q, k, v):
+    """``shape(rows, cols)``: the shape ``batch + (rows, cols)`` of a flash state (``cols=None``: ``dv``), a tuple
+    when every size is known and a shape tensor inside a graph that knows the batch axes or ``dv`` only when it
+    runs."""
+    if None not in plan.batch and plan.dv is not None:
+        return lambda rows, cols: plan.batch + (rows, plan.dv if cols is None else cols)
+    batch = tf.broadcast_dynamic_shape(tf.broadcast_dynamic_shape(tf.shape(q)[:-2], tf.shape(k)[:-2]),
+                                       tf.shape(v)[:-2])
+    dv = tf.shape(v)[-1]
+    return lambda rows, cols: tf.concat([batch, tf.stack([rows, dv if cols is None else cols])], axis=0)
 
 
 def _flash_tile_fused(s, vb, m, l, acc):
@@ -216,14 +248,19 @@ def _flash_tile(qb, k, v, m, l, acc, rows, cols, mask, bias, causal, compute):
 def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
                     return_lse=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
-    _spec.check_flag("return_lse", return_lse)
+                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal, scale=scale)
+    return_lse, causal = _spec.check_flag("return_lse", return_lse), plan.causal
     block = _spec.check_block_size(block_size, None)
+    if plan.lq is None or plan.lk is None:
+        raise ValueError(f"flash_attention needs the lengths Lq and Lk to be known when a tf.function is traced, "
+                         f"got query {tuple(query.shape)} and key {tuple(key.shape)}: its tiles are laid out in "
+                         "Python. Give the input_signature static lengths, or use scaled_dot_product_attention")
     block_k = block or _FLASH_BLOCK_K
     block_q = block or _spec.flash_block_q(_FLASH_TILE, plan, block_k)      # tall tiles when the keys are few
     compute = _compute(query.dtype)
     q, k, v = (tf.cast(a, compute) for a in (query, key, value))
-    q = q * tf.constant(plan.scale, compute)                                # scale folded into q once
+    q = q * _scale(plan, q)                                                 # scale folded into q once
+    state_shape = _state_shape(plan, q, k, v)
     neg_inf = tf.constant(-np.inf, compute)
     # One unmasked tile holds every key and no log-sum-exp is asked for: that tile's softmax is the answer.
     lone = not return_lse and mask is None and bias is None and not causal and 0 < plan.lk <= block_k
@@ -233,9 +270,9 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
         if lone:
             outs.append(tf.linalg.matmul(tf.nn.softmax(tf.linalg.matmul(qb, k, transpose_b=True), axis=-1), v))
             continue
-        m = tf.fill(plan.batch + (rows[1] - rows[0], 1), neg_inf)
+        m = tf.fill(state_shape(rows[1] - rows[0], 1), neg_inf)
         l = tf.zeros_like(m)
-        acc = tf.zeros(plan.batch + (rows[1] - rows[0], plan.dv), compute)
+        acc = tf.zeros(state_shape(rows[1] - rows[0], None), compute)
         for block in _spec.block_slices(plan.lk, block_k):
             if causal and block[0] > rows[1] - 1:
                 break                                   # this and every later key block lies above the diagonal
@@ -251,8 +288,8 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
         if return_lse:
             lses.append(tf.where(live, m + tf.math.log(tf.where(live, l, tf.ones_like(l))), neg_inf)[..., 0])
     if not outs:
-        outs = [tf.zeros(plan.batch + (0, plan.dv), compute)]
-        lses = [tf.zeros(plan.batch + (0,), compute)]
+        outs = [tf.zeros(state_shape(0, None), compute)]
+        lses = [tf.zeros(state_shape(0, 1), compute)[..., 0]]
     out = tf.cast(outs[0] if len(outs) == 1 else tf.concat(outs, axis=-2), query.dtype)
     return (out, tf.concat(lses, axis=-1)) if return_lse else out
 
@@ -274,8 +311,9 @@ def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=N
     names = _spec.check_params_mapping(params)
     infos = {"query": _info("query", query), "key": _info("key", key), "value": _info("value", value)}
     p_infos = {n: _info(f"params['{n}']", params[n]) for n in names}
-    _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask), _info("bias", bias),
-                           causal=causal, return_weights=return_weights, dropout=dropout, seed=seed)
+    *_, num_heads = _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask, optional=True),
+                                           _info("bias", bias, optional=True), causal=causal, return_weights=return_weights,
+                                           dropout=dropout, seed=seed)
     p = params
     q = _linear(query, p["w_q"], p.get("b_q"))                                # (B, Lq, D)
     k = _linear(key, p["w_k"], p.get("b_k"))                                  # (B, Lk, D)
@@ -300,18 +338,30 @@ def causal_mask(lq, lk=None):
 @implements
 def padding_mask(lengths, max_len=None):
     _spec.check_lengths(_info("lengths", lengths))
+    lengths = tf.cast(lengths, tf.int64)              # tf.range has no kernel for int8, int16 or unsigned types
     if max_len is None:
-        max_len = int(tf.reduce_max(lengths)) if lengths.shape[0] else 0
-    max_len = _spec.check_length("max_len", max_len)
-    return tf.range(max_len, dtype=lengths.dtype)[None, :] < lengths[:, None]
+        # A tensor, so that it also works inside tf.function with an unknown batch size (the mask is then
+        # (B, None) until the graph runs); the 0 appended makes an empty batch give max_len = 0.
+        max_len = tf.reduce_max(tf.concat([lengths, tf.zeros([1], tf.int64)], axis=0))
+    else:
+        max_len = _spec.check_length("max_len", max_len)
+    return tf.range(max_len, dtype=tf.int64)[None, :] < lengths[:, None]
 
 
 @implements
 def mask_from_keep(keep):
     _spec.check_keep(_info("keep", keep))
-    if keep.dtype != tf.bool and not bool(tf.reduce_all((keep == 0) | (keep == 1))):
-        raise ValueError("keep must contain only 0 and 1")
-    return keep != 0 if keep.dtype != tf.bool else tf.identity(keep)
+    if keep.dtype == tf.bool:
+        return tf.identity(keep)
+    ok = tf.reduce_all((keep == 0) | (keep == 1))
+    if tf.executing_eagerly():
+        if not bool(ok):
+            raise ValueError("keep must contain only 0 and 1")
+        return keep != 0
+    # Inside a graph the values are known only when it runs: the check becomes an assertion there, which raises
+    # tf.errors.InvalidArgumentError with the same message.
+    with tf.control_dependencies([tf.debugging.Assert(ok, ["keep must contain only 0 and 1"])]):
+        return tf.not_equal(keep, 0)
 
 
 @implements
@@ -323,7 +373,8 @@ def mask_from_ignore(ignore):
 @implements
 def mask_from_additive(additive, threshold=-1e4):
     _spec.check_float("additive", _info("additive", additive))
-    return additive > tf.cast(threshold, additive.dtype)
+    threshold = tf.constant(_spec.check_threshold(threshold), tf.float64)
+    return tf.cast(additive, tf.float64) > threshold                # float64: exact for every dtype
 
 
 @implements
@@ -335,7 +386,7 @@ def mask_to_additive(mask, dtype="float32"):
 
 @implements
 def sinusoidal_positional_encoding(length, d_model, base=10000.0, dtype="float32"):
-    length, d_model = _spec.check_positional(length, d_model, base)
+    length, d_model, base = _spec.check_positional(length, d_model, base)
     dtype = tf.as_dtype(_spec.check_dtype_name(dtype))
     position = tf.range(length, dtype=tf.float64)[:, None]                             # (L, 1)
     freq = tf.constant(base, tf.float64) ** (-tf.range(0, d_model, 2, dtype=tf.float64) / d_model)
@@ -356,10 +407,11 @@ class _Params(keras.layers.Layer):
         self.built = True
 
     @staticmethod
-    def _plain_errors(fn, *args, **kwargs):
-        """Run ``fn``; a TypeError/ValueError leaves Keras unreworded, so it reads as in the other twins."""
+    @contextlib.contextmanager
+    def _plain_errors():
+        """A TypeError/ValueError raised inside leaves Keras unreworded, so it reads as in the other twins."""
         try:
-            return fn(*args, **kwargs)
+            yield
         except (TypeError, ValueError) as err:
             err._keras_call_info_injected = True    # Keras' marker for "already annotated": it re-raises as is
             raise
@@ -380,8 +432,31 @@ class _Params(keras.layers.Layer):
     def __call__(self, *args, mask=None, **kwargs):
         # Keras gives a call argument named `mask` a meaning of its own: it fills it in from the `_keras_mask` of
         # the inputs, a (B, L) keep-mask that would broadcast wrongly against (B, H, Lq, Lk) scores. Our `mask` is
-        # the attention mask of the other twins, so it travels to `call` under another name.
-        return super().__call__(*args, attention_mask=mask, **kwargs)
+        # the attention mask of the other twins, so it travels to `call` under another name, whether it was
+        # passed by keyword or by position. Keras also turns positional arguments into tensors (a NumPy query, a
+        # NumPy bool flag) or refuses them with messages of its own: everything but the query goes by keyword, and
+        # the query is checked first, so that the layer accepts and refuses what the other twins' layers do.
+        names = [n for n in inspect.signature(self.call).parameters if n != "kwargs"]
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__}() takes {len(names)} positional arguments but {len(args)} "
+                            "were given")
+        named = dict(zip(names, args))
+        if "attention_mask" in named:
+            if mask is not None:
+                raise TypeError(f"{type(self).__name__}() got multiple values for argument 'mask'")
+            mask = named.pop("attention_mask")
+        for name in named:
+            if name in kwargs:
+                raise TypeError(f"{type(self).__name__}() got multiple values for argument {name!r}")
+        kwargs.update(named)
+        if "query" not in kwargs:
+            raise TypeError(f"{type(self).__name__}() missing required argument 'query'")
+        query = kwargs.pop("query")
+        for name, x in (("query", query), ("key", kwargs.get("key")), ("value", kwargs.get("value")),
+                        ("mask", mask), ("bias", kwargs.get("bias"))):
+            _info(name, x, optional=name != "query")
+        kwargs = {k: bool(v) if isinstance(v, np.bool_) else v for k, v in kwargs.items()}
+        return super().__call__(query, attention_mask=mask, **kwargs)
 
 
 class MultiHeadAttention(_Params):
@@ -393,29 +468,36 @@ class MultiHeadAttention(_Params):
 
     def __init__(self, d_model, num_heads, *, query_dim=None, key_dim=None, value_dim=None, output_dim=None,
                  use_bias=True, dropout=0.0, seed=0, dtype="float32", **kwargs):
-        super().__init__(dtype=dtype, **kwargs)
         shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim, use_bias)
-        _spec.check_dropout(dropout, None)
-        self.num_heads, self.dropout = num_heads, dropout
+        seed, dtype, dropout = _params.check_layer(seed, dtype, dropout)
+        # autocast=False: Keras would cast float32 inputs of a float64 layer silently; the other twins refuse them.
+        super().__init__(dtype=dtype, autocast=False, **kwargs)
+        self.num_heads, self.dropout = int(num_heads), dropout
         self._init_params(shapes, seed, dtype)
 
     def call(self, query, key=None, value=None, attention_mask=None, bias=None, causal=False, return_weights=False,
-             training=False):
+             training=None):
+        """``training=None`` lets Keras decide (True inside ``fit``); True applies the layer's dropout."""
         key = query if key is None else key
         value = key if value is None else value
-        return self._plain_errors(multi_head_attention, query, key, value, self.params(), self.num_heads,
-                                  attention_mask, bias, causal=causal, dropout=self.dropout if training else 0.0,
-                                  return_weights=return_weights)
+        with self._plain_errors():
+            training = False if training is None else _spec.check_flag("training", training)
+            return multi_head_attention(query, key, value, self.params(), self.num_heads, attention_mask, bias,
+                                        causal=causal, dropout=self.dropout if training else 0.0,
+                                        return_weights=return_weights)
 
 
 class AdditiveAttention(_Params):
     """Additive (Bahdanau) attention as a ``keras.layers.Layer`` with weights ``w_query, w_key, v``."""
 
     def __init__(self, query_dim, key_dim, hidden_dim, *, seed=0, dtype="float32", **kwargs):
-        super().__init__(dtype=dtype, **kwargs)
-        self._init_params(_params.additive_shapes(query_dim, key_dim, hidden_dim), seed, dtype)
+        shapes = _params.additive_shapes(query_dim, key_dim, hidden_dim)
+        seed, dtype, _ = _params.check_layer(seed, dtype)
+        super().__init__(dtype=dtype, autocast=False, **kwargs)
+        self._init_params(shapes, seed, dtype)
 
     def call(self, query, key, value, attention_mask=None, causal=False, return_weights=False):
         p = self.params()
-        return self._plain_errors(additive_attention, query, key, value, p["w_query"], p["w_key"], p["v"],
-                                  attention_mask, causal=causal, return_weights=return_weights)
+        with self._plain_errors():
+            return additive_attention(query, key, value, p["w_query"], p["w_key"], p["v"], attention_mask,
+                                      causal=causal, return_weights=return_weights)

@@ -22,8 +22,8 @@ __all__ = [
 ]
 
 
-def _info(name, x):
-    if x is None:
+def _info(name, x, optional=False):
+    if x is None and optional:
         return None
     if not isinstance(x, torch.Tensor):
         raise _spec.type_error(name, "torch.Tensor", x)
@@ -71,46 +71,52 @@ def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
 
 @implements
 def softmax(x, axis=-1, mask=None):
-    axis = _spec.check_softmax(_info("x", x), axis, _info("mask", mask))
+    axis = _spec.check_softmax(_info("x", x), axis, _info("mask", mask, optional=True))
     return _masked_softmax(x.to(_compute(x.dtype)), mask, axis).to(x.dtype)
 
 
-def _fused(query, key, value, mask, bias, causal, scale, plan):
+def _fused(query, key, value, mask, bias, plan):
     """PyTorch's fused SDPA (flash / memory-efficient / C++ math kernels) with the contract's edge cases."""
     shape = plan.batch
     q, k, v = (a if a.shape[:-2] == shape else a.expand(*shape, *a.shape[-2:]) for a in (query, key, value))
-    is_causal = causal and mask is None and bias is None      # the kernel's own causal path, no mask tensor
-    allowed = _allowed(mask, causal and not is_causal, plan.lq, plan.lk, query.device)
+    if bias is not None and bias.dtype != query.dtype and query.dtype != _compute(query.dtype):
+        # The kernel adds attn_mask in the inputs' dtype: a float32 bias would be rounded to float16/bfloat16 (or
+        # overflow to inf) first. The contract computes reduced-precision scores in float32, so the kernel does.
+        q, k, v = (a.to(_compute(query.dtype)) for a in (q, k, v))
+    is_causal = plan.causal and mask is None and bias is None      # the kernel's own causal path, no mask tensor
+    allowed = _allowed(mask, plan.causal and not is_causal, plan.lq, plan.lk, query.device)
     attn_mask = allowed
     if bias is not None:
-        attn_mask = bias.to(query.dtype)
+        attn_mask = bias.to(q.dtype)
         if allowed is not None:
             attn_mask = attn_mask.masked_fill(~allowed, float("-inf"))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale)
+    if attn_mask is not None and attn_mask.dim() < 2:          # the kernel wants the (Lq, Lk) axes present
+        attn_mask = attn_mask.reshape((1,) * (2 - attn_mask.dim()) + tuple(attn_mask.shape))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=plan.scale)
     if attn_mask is not None:
         # Rows with no key left: the contract says 0, and fused kernels are not all documented to guarantee it.
         # Only a mask or a bias (-inf) can empty a row (top-left causal always leaves key 0), so only they pay for
         # this check, which reads the mask before it is broadcast to the scores.
         live = ~torch.isneginf(attn_mask) if attn_mask.dtype != torch.bool else attn_mask
         out = out.masked_fill(~live.any(dim=-1, keepdim=True), 0.0)
-    return out
+    return out.to(query.dtype)
 
 
 @implements
 def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None,
                                  dropout=0.0, seed=None, return_weights=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask), _info("bias", bias), causal=causal,
+                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal,
                                  return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
     if not return_weights and plan.dropout == 0 and plan.lk > 0:
-        return _fused(query, key, value, mask, bias, causal, plan.scale, plan)
+        return _fused(query, key, value, mask, bias, plan)
     compute = _compute(query.dtype)
     q, k, v = (a.to(compute) for a in (query, key, value))
     scores = (q @ k.transpose(-2, -1)) * plan.scale                      # (..., Lq, Lk)
     if bias is not None:
         scores = scores + bias.to(compute)
-    allowed = _allowed(mask, causal, plan.lq, plan.lk, query.device)
-    return _attend(scores, v, allowed, plan.dropout, seed, query.dtype, return_weights)
+    allowed = _allowed(mask, plan.causal, plan.lq, plan.lk, query.device)
+    return _attend(scores, v, allowed, plan.dropout, plan.seed, query.dtype, return_weights)
 
 
 @implements
@@ -118,27 +124,27 @@ def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causa
                        return_weights=False):
     infos = {"w_query": _info("w_query", w_query), "w_key": _info("w_key", w_key), "v": _info("v", v)}
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask), causal=causal, return_weights=return_weights,
+                                 _info("mask", mask, optional=True), causal=causal, return_weights=return_weights,
                                  same_d=False, extra=infos)
     _spec.check_additive(query, key, w_query, w_key, v)
     compute = _compute(query.dtype)
     q, k, val, wq, wk, vv = (a.to(compute) for a in (query, key, value, w_query, w_key, v))
     hidden = torch.tanh((q @ wq).unsqueeze(-2) + (k @ wk).unsqueeze(-3))   # (..., Lq, Lk, h)
     scores = hidden @ vv                                                   # (..., Lq, Lk)
-    return _attend(scores, val, _allowed(mask, causal, plan.lq, plan.lk, query.device), 0.0, None,
+    return _attend(scores, val, _allowed(mask, plan.causal, plan.lq, plan.lk, query.device), 0.0, None,
                    query.dtype, return_weights)
 
 
 @implements
 def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_weights=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask), causal=causal, return_weights=return_weights,
+                                 _info("mask", mask, optional=True), causal=causal, return_weights=return_weights,
                                  same_d=False, extra={"w": _info("w", w)})
     _spec.check_bilinear(query, key, w)
     compute = _compute(query.dtype)
     q, k, val, ww = (a.to(compute) for a in (query, key, value, w))
     scores = (q @ ww) @ k.transpose(-2, -1)                                # (..., Lq, Lk)
-    return _attend(scores, val, _allowed(mask, causal, plan.lq, plan.lk, query.device), 0.0, None,
+    return _attend(scores, val, _allowed(mask, plan.causal, plan.lq, plan.lk, query.device), 0.0, None,
                    query.dtype, return_weights)
 
 
@@ -152,8 +158,8 @@ _FLASH_BLOCK_Q, _FLASH_BLOCK_K = 1024, 2048
 def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
                     return_lse=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask), _info("bias", bias), causal=causal, scale=scale)
-    _spec.check_flag("return_lse", return_lse)
+                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal, scale=scale)
+    return_lse, causal = _spec.check_flag("return_lse", return_lse), plan.causal
     block = _spec.check_block_size(block_size, None)
     block_k = block or _FLASH_BLOCK_K
     block_q = block or _spec.flash_block_q(_FLASH_BLOCK_Q * _FLASH_BLOCK_K, plan, block_k, most=_FLASH_BLOCK_Q)
@@ -211,8 +217,9 @@ def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=N
     names = _spec.check_params_mapping(params)
     infos = {"query": _info("query", query), "key": _info("key", key), "value": _info("value", value)}
     p_infos = {n: _info(f"params['{n}']", params[n]) for n in names}
-    _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask), _info("bias", bias),
-                           causal=causal, return_weights=return_weights, dropout=dropout, seed=seed)
+    *_, num_heads = _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask, optional=True),
+                                           _info("bias", bias, optional=True), causal=causal, return_weights=return_weights,
+                                           dropout=dropout, seed=seed)
     p = params
     q = _linear(query, p["w_q"], p.get("b_q"))                             # (B, Lq, D)
     k = _linear(key, p["w_k"], p.get("b_k"))                               # (B, Lk, D)
@@ -236,6 +243,7 @@ def causal_mask(lq, lk=None):
 @implements
 def padding_mask(lengths, max_len=None):
     _spec.check_lengths(_info("lengths", lengths))
+    lengths = lengths.long()                # torch has no max or comparison kernels for uint16/32/64
     if max_len is None:
         max_len = int(lengths.max()) if lengths.numel() else 0
     max_len = _spec.check_length("max_len", max_len)
@@ -259,7 +267,7 @@ def mask_from_ignore(ignore):
 @implements
 def mask_from_additive(additive, threshold=-1e4):
     _spec.check_float("additive", _info("additive", additive))
-    return additive > threshold
+    return additive.double() > _spec.check_threshold(threshold)     # float64: exact for every dtype
 
 
 @implements
@@ -272,7 +280,7 @@ def mask_to_additive(mask, dtype="float32"):
 
 @implements
 def sinusoidal_positional_encoding(length, d_model, base=10000.0, dtype="float32"):
-    length, d_model = _spec.check_positional(length, d_model, base)
+    length, d_model, base = _spec.check_positional(length, d_model, base)
     dtype = getattr(torch, _spec.check_dtype_name(dtype))
     position = torch.arange(length, dtype=torch.float64)[:, None]                    # (L, 1)
     freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)     # (ceil(d/2),)
@@ -315,15 +323,18 @@ class MultiHeadAttention(_Params):
                  use_bias=True, dropout=0.0, seed=0, dtype="float32"):
         super().__init__()
         shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim, use_bias)
-        _spec.check_dropout(dropout, None)
-        self.num_heads, self.dropout = num_heads, dropout
+        seed, dtype, self.dropout = _params.check_layer(seed, dtype, dropout)
+        self.num_heads = int(num_heads)
         self._init_params(shapes, seed, dtype)
 
-    def forward(self, query, key=None, value=None, mask=None, bias=None, causal=False, return_weights=False):
+    def forward(self, query, key=None, value=None, mask=None, bias=None, causal=False, return_weights=False,
+                training=None):
+        """``training=None`` follows the module's mode (``train()`` / ``eval()``); True or False overrides it."""
         key = query if key is None else key
         value = key if value is None else value
+        training = self.training if training is None else _spec.check_flag("training", training)
         return multi_head_attention(query, key, value, self.params(), self.num_heads, mask, bias, causal=causal,
-                                    dropout=self.dropout if self.training else 0.0, return_weights=return_weights)
+                                    dropout=self.dropout if training else 0.0, return_weights=return_weights)
 
 
 class AdditiveAttention(_Params):
@@ -331,7 +342,9 @@ class AdditiveAttention(_Params):
 
     def __init__(self, query_dim, key_dim, hidden_dim, *, seed=0, dtype="float32"):
         super().__init__()
-        self._init_params(_params.additive_shapes(query_dim, key_dim, hidden_dim), seed, dtype)
+        shapes = _params.additive_shapes(query_dim, key_dim, hidden_dim)
+        seed, dtype, _ = _params.check_layer(seed, dtype)
+        self._init_params(shapes, seed, dtype)
 
     def forward(self, query, key, value, mask=None, causal=False, return_weights=False):
         return additive_attention(query, key, value, self.w_query, self.w_key, self.v, mask, causal=causal,

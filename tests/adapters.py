@@ -57,7 +57,7 @@ class Adapter:
             import torch
             if dtype == "bfloat16":
                 return torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)
-            return torch.from_numpy(np.ascontiguousarray(x.astype(dtype)))
+            return torch.from_numpy(np.array(x, dtype))    # np.ascontiguousarray would make 0-d arrays 1-d
         import tensorflow as tf
         if dtype == "bfloat16":
             return tf.cast(tf.constant(x.astype(np.float32)), tf.bfloat16)
