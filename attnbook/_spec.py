@@ -207,8 +207,11 @@ def check_softmax(x, axis, mask):
     return axis % ndim
 
 
+ALIGNS = ("top_left", "bottom_right")
+
+
 class Plan(NamedTuple):
-    """Shapes an attention call works with once its arguments are checked."""
+    """Shapes and options an attention call works with once its arguments are checked."""
 
     batch: tuple                     # broadcast batch axes; a size is None where a TensorFlow graph does not know it
     lq: int | None
@@ -216,38 +219,176 @@ class Plan(NamedTuple):
     d: int | None
     dv: int | None
     scale: float | None              # None: 1/sqrt(d) with d known only when the graph runs
-    dropout: float
-    seed: int | None
-    causal: bool
+    dropout: float = 0.0
+    seed: int | None = None
+    causal: bool = False
+    offset: int | None = 0           # query i sits at position i + offset (0, or Lk - Lq bottom-right)
+    left: int | None = None          # query i may see keys p_i - left ..= p_i + right (None: unbounded); causal
+    right: int | None = None         #   is folded in as right <= 0
+    groups: int = 1                  # query heads per key/value head (enable_gqa), 1 without grouping
+    softcap: float | None = None
 
     @property
     def score_shape(self):
         return self.batch + (self.lq, self.lk)
 
+    @property
+    def structured(self):
+        """True when causal or a window masks some keys (a mask the kernels build from positions)."""
+        return self.left is not None or self.right is not None
+
+
+def check_align(align):
+    if not isinstance(align, str):
+        raise TypeError(f"align must be 'top_left' or 'bottom_right', got {align!r}")
+    if align not in ALIGNS:
+        raise ValueError(f"align must be 'top_left' or 'bottom_right', got {align!r}")
+    return align
+
+
+def check_window(window):
+    """``None`` or ``(left, right)`` with each side a non-negative integer or None; returns a tuple."""
+    if window is None:
+        return None, None
+    if not isinstance(window, (tuple, list)) or len(window) != 2:
+        raise TypeError(f"window must be None or a pair (left, right) of non-negative integers or None, got "
+                        f"{window!r}")
+    return tuple(None if w is None else check_integer(f"window[{i}]", w, what="a non-negative integer or None")
+                 for i, w in enumerate(window))
+
+
+def check_softcap(softcap, dtype):
+    if softcap is None:
+        return None
+    value = check_real("softcap", softcap, "a positive finite number or None")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"softcap must be a positive finite number or None, got {softcap!r}")
+    compute = compute_dtype(dtype) if dtype in _FINITE else "float32"
+    largest, smallest = _FINITE[compute]
+    if value > largest or value < smallest:
+        raise ValueError(f"softcap = {softcap!r} is not representable in {compute}, the dtype the scores are "
+                         "computed in")
+    return value
+
 
 def check_attention(query, key, value, mask=None, bias=None, *, causal=False, return_weights=False,
-                    same_d=True, scale=None, dropout=0.0, seed=None, extra=None):
+                    same_d=True, scale=None, dropout=0.0, seed=None, extra=None, window=None, align="top_left",
+                    enable_gqa=False, softcap=None, sink=None):
     """Checks common to every attention function. ``extra`` holds further arrays that must share dtype/device."""
+    rank = 3 if enable_gqa is True else 2
     for name, info in (("query", query), ("key", key), ("value", value)):
-        check_rank(name, info, 2, "(..., L, d)")
+        check_rank(name, info, rank, "(..., H, L, d)" if rank == 3 else "(..., L, d)")
         check_float(name, info)
     arrays = {"query": query, "key": key, "value": value, **(extra or {})}
     check_same_dtype(arrays)
-    check_devices({**arrays, "mask": mask, "bias": bias})
+    check_devices({**arrays, "mask": mask, "bias": bias, "sink": sink})
     causal = check_flag("causal", causal)
     check_flag("return_weights", return_weights)
+    enable_gqa = check_flag("enable_gqa", enable_gqa)
+    align = check_align(align)
+    left, right = check_window(window)
     if same_d and _differ(query.shape[-1], key.shape[-1]):
         raise ValueError(f"query and key must have the same feature size d, got query {tuple(query.shape)} "
                          f"and key {tuple(key.shape)}")
     if _differ(key.shape[-2], value.shape[-2]):
         raise ValueError(f"key and value must have the same length Lk, got key {tuple(key.shape)} "
                          f"and value {tuple(value.shape)}")
-    batch = broadcast_shapes({"query": query.shape[:-2], "key": key.shape[:-2], "value": value.shape[:-2]})
-    plan = Plan(batch, query.shape[-2], key.shape[-2], query.shape[-1], value.shape[-1],
-                check_scale(scale, query.shape[-1], query.dtype), *check_dropout(dropout, seed), causal)
+    groups = 1
+    if enable_gqa:
+        heads, kv_heads = query.shape[-3], key.shape[-3]
+        if _differ(kv_heads, value.shape[-3]):
+            raise ValueError(f"key and value must have the same number of heads Hkv on axis -3, got key "
+                             f"{tuple(key.shape)} and value {tuple(value.shape)}")
+        if heads is None or kv_heads is None:
+            raise ValueError(f"enable_gqa needs the head counts H and Hkv (axis -3) to be known when a "
+                             f"tf.function is traced, got query {tuple(query.shape)} and key {tuple(key.shape)}")
+        if kv_heads == 0 or heads % kv_heads:
+            raise ValueError(f"enable_gqa needs the query heads H = {heads} (axis -3 of query) to be a multiple of "
+                             f"the key/value heads Hkv = {kv_heads} (axis -3 of key), got query "
+                             f"{tuple(query.shape)} and key {tuple(key.shape)}")
+        groups = heads // kv_heads
+        lead = broadcast_shapes({"query": query.shape[:-3], "key": key.shape[:-3], "value": value.shape[:-3]})
+        batch = lead + (heads,)
+    else:
+        try:
+            batch = broadcast_shapes({"query": query.shape[:-2], "key": key.shape[:-2], "value": value.shape[:-2]})
+        except ValueError as err:
+            h, hkv = (query.shape[-3], key.shape[-3]) if min(len(query.shape), len(key.shape)) >= 3 else (0, 0)
+            if h and hkv and h % hkv == 0 and hkv < h:
+                raise ValueError(f"{err}; for grouped-query attention (H query heads sharing Hkv key/value heads on "
+                                 "axis -3) pass enable_gqa=True") from None
+            raise
+    lq, lk = query.shape[-2], key.shape[-2]
+    offset = 0 if align == "top_left" else (None if lq is None or lk is None else lk - lq)
+    if causal:
+        right = 0 if right is None else min(right, 0)
+    plan = Plan(batch, lq, lk, query.shape[-1], value.shape[-1], check_scale(scale, query.shape[-1], query.dtype),
+                *check_dropout(dropout, seed), causal, offset, left, right, groups,
+                check_softcap(softcap, query.dtype))
     check_mask(mask, plan.score_shape)
     check_bias(bias, plan.score_shape)
+    check_sink(sink, plan.batch + (lq,))
     return plan
+
+
+def check_sink(info, target):
+    if info is None:
+        return
+    if info.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"sink must be a floating-point array, got dtype {info.dtype}")
+    if not _fits(tuple(info.shape), target):
+        raise ValueError(f"sink of shape {tuple(info.shape)} does not broadcast to the row shape (..., Lq) = "
+                         f"{target}; one sink per head is (H, 1)")
+
+
+def key_range(plan, rows):
+    """``(lo, hi)``: the keys that causal/window let at least one query of ``rows = (start, stop)`` see.
+
+    Query ``i`` sees keys ``i + offset - left ..= i + offset + right``; an empty range has ``lo == hi``."""
+    lo, hi = 0, plan.lk
+    if plan.left is not None:
+        lo = max(0, rows[0] + plan.offset - plan.left)
+    if plan.right is not None:
+        hi = min(plan.lk, rows[1] - 1 + plan.offset + plan.right + 1)
+    return lo, max(lo, hi)
+
+
+def all_visible(plan, rows, cols):
+    """True when causal/window let every query of ``rows`` see every key of ``cols`` (the tile needs no mask)."""
+    if plan.right is not None and cols[1] - 1 > rows[0] + plan.offset + plan.right:
+        return False
+    if plan.left is not None and cols[0] < rows[1] - 1 + plan.offset - plan.left:
+        return False
+    return True
+
+
+def key_tiles(plan, rows, block_k):
+    """The key tiles ``[(start, stop), ...]`` a query block ``rows`` computes: the keys of :func:`key_range`, cut
+    where causal/window stop being visible to every row of the block, so that the tiles in the middle need no
+    mask and only the (narrow) edges do; each piece is cut again into tiles of at most ``block_k`` keys."""
+    lo, hi = key_range(plan, rows)
+    cuts = [lo, hi]
+    # Every row sees keys rows[1]-1+offset-left ..= rows[0]+offset+right. The cuts sit one key further out on each
+    # side, so that with bq = bk the masked edges are whole squares on the diagonal (the tiles of FlashAttention).
+    if plan.left is not None:
+        cuts.append(rows[1] + plan.offset - plan.left)
+    if plan.right is not None:
+        cuts.append(rows[0] + plan.offset + plan.right)
+    edges = sorted({c for c in cuts if lo <= c <= hi})
+    return [(a + s, min(a + s + block_k, b)) for a, b in zip(edges, edges[1:]) for s in range(0, b - a, block_k)]
+
+
+def grouped_shape(shape, axis, groups):
+    """The shape of an array broadcastable to ``(..., H, ...)`` (the head axis at ``axis`` counted from the end)
+    once the heads are split into ``(Hkv, groups)``: a head axis of size H becomes ``(H // groups, groups)``, one
+    of size 1 (or absent) ``(1, 1)`` (or stays absent)."""
+    shape = tuple(shape)
+    if len(shape) < -axis:
+        return shape
+    at = len(shape) + axis
+    head = shape[at]
+    split = (1, 1) if head == 1 else (head // groups, groups)
+    return shape[:at] + split + shape[at + 1:]
 
 
 def check_block_size(block_size, default):
@@ -317,35 +458,55 @@ def check_params_mapping(params):
     return [k for k in MHA_REQUIRED + MHA_OPTIONAL if k in names]
 
 
-def check_multi_head(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False,
-                     return_weights=False, dropout=0.0, seed=None):
-    """Checks for multi_head_attention; ``params`` is ``{name: Info}``. Returns ``(D, Do, H)``."""
+class HeadPlan(NamedTuple):
+    """What multi-head attention works with once its arguments are checked."""
+
+    width: int                        # D, the model width of the queries (H * d)
+    out: int                          # Do, the output width
+    heads: int                        # H
+    kv_heads: int                     # Hkv
+    rope: float | None                # the RoPE base, or None
+
+
+def check_multi_head(query, key, value, params, num_heads, mask=None, bias=None, *, num_kv_heads=None,
+                     causal=False, return_weights=False, dropout=0.0, seed=None, rope=None):
+    """Checks for multi_head_attention; ``params`` is ``{name: Info}``. Returns a :class:`HeadPlan`."""
     for name, info, layout in (("query", query, "(B, Lq, Dq)"), ("key", key, "(B, Lk, Dk)"),
                                ("value", value, "(B, Lk, Dv)")):
         check_rank(name, info, 3, layout, exact=True)
     num_heads = check_integer("num_heads", num_heads, least=1, what="a positive integer")
+    kv_heads = num_heads if num_kv_heads is None else check_integer(
+        "num_kv_heads", num_kv_heads, least=1, what="a positive integer or None")
+    if num_heads % kv_heads:
+        raise ValueError(f"num_kv_heads = {kv_heads} must divide num_heads = {num_heads}")
     for name in MHA_REQUIRED:
         check_rank(f"params['{name}']", params[name], 2, "(in, out)", exact=True)
     for name in MHA_OPTIONAL:
         if name in params:
             check_rank(f"params['{name}']", params[name], 1, "(out,)", exact=True)
     width = params["w_q"].shape[1]
-    for name, x, arg in (("w_q", query, "query"), ("w_k", key, "key"), ("w_v", value, "value")):
-        rows, cols = params[name].shape
+    if width % num_heads:
+        raise ValueError(f"num_heads = {num_heads} must divide the model width D = {width}")
+    kv_width = width // num_heads * kv_heads
+    for name, x, arg, cols in (("w_q", query, "query", width), ("w_k", key, "key", kv_width),
+                               ("w_v", value, "value", kv_width)):
+        rows, got = params[name].shape
         if _differ(rows, x.shape[-1]):
             raise ValueError(f"{arg} has feature size {x.shape[-1]} (shape {tuple(x.shape)}) but params['{name}'] "
                              f"has shape {tuple(params[name].shape)}, expecting {x.shape[-1]} rows")
-        if cols != width:
-            raise ValueError(f"params['{name}'] has shape {tuple(params[name].shape)}; its columns must equal the "
-                             f"model width D = {width} of params['w_q']")
+        if got != cols:
+            what = (f"the model width D = {width} of params['w_q']" if cols == width else
+                    f"num_kv_heads * D / num_heads = {kv_heads} * {width} / {num_heads} = {kv_width}")
+            if name != "w_q" and num_kv_heads is None:
+                what += " (with fewer key/value heads than query heads, pass num_kv_heads)"
+            raise ValueError(f"params['{name}'] has shape {tuple(params[name].shape)}; its columns must equal "
+                             f"{what}")
     if params["w_o"].shape[0] != width:
         raise ValueError(f"params['w_o'] has shape {tuple(params['w_o'].shape)}; it must have D = {width} rows")
-    want = {"b_q": width, "b_k": width, "b_v": width, "b_o": params["w_o"].shape[1]}
+    want = {"b_q": width, "b_k": kv_width, "b_v": kv_width, "b_o": params["w_o"].shape[1]}
     for name, n in want.items():
         if name in params and tuple(params[name].shape) != (n,):
             raise ValueError(f"params['{name}'] must have shape ({n},), got {tuple(params[name].shape)}")
-    if width % num_heads:
-        raise ValueError(f"num_heads = {num_heads} must divide the model width D = {width}")
     for name, info in (("query", query), ("key", key), ("value", value)):
         check_float(name, info)
     check_same_dtype({"query": query, "key": key, "value": value,
@@ -362,7 +523,76 @@ def check_multi_head(query, key, value, params, num_heads, mask=None, bias=None,
     check_dropout(dropout, seed)
     check_mask(mask, target, what="the multi-head score shape (B, H, Lq, Lk) =")
     check_bias(bias, target, what="the multi-head score shape (B, H, Lq, Lk) =")
-    return width, params["w_o"].shape[1], num_heads
+    if rope is not None:
+        rope = check_base("rope", rope)
+        if (width // num_heads) % 2:
+            raise ValueError(f"rope needs an even head size d = D / num_heads = {width} / {num_heads}")
+    return HeadPlan(width, params["w_o"].shape[1], num_heads, kv_heads, rope)
+
+
+def check_base(name, base):
+    """A base of positional frequencies: a finite number greater than 1."""
+    value = check_real(name, base, "a finite number greater than 1")
+    if not (math.isfinite(value) and value > 1):
+        raise ValueError(f"{name} must be a finite number greater than 1, got {base!r}")
+    return value
+
+
+def structure(lq, lk, *, causal=False, window=None, align="top_left"):
+    """A :class:`Plan` holding only the positions and key structure of an ``(lq, lk)`` score matrix, for the
+    mask helpers (which write out what ``causal``/``window``/``align`` apply)."""
+    lq, lk = check_length("lq", lq), check_length("lk", lk)
+    left, right = check_window(window)
+    offset = 0 if check_align(align) == "top_left" else lk - lq
+    if causal:
+        right = 0 if right is None else min(right, 0)
+    return Plan((), lq, lk, None, None, 1.0, offset=offset, left=left, right=right)
+
+
+def check_documents(segments_q, segments_k):
+    """Checks for document_mask (``segments_k`` None: the same as ``segments_q``)."""
+    for name, info in (("segments_q", segments_q), ("segments_k", segments_k)):
+        if info is None:
+            continue
+        if not info.dtype.startswith(("int", "uint")):
+            raise TypeError(f"{name} must be an integer array of segment ids, got dtype {info.dtype}")
+        check_rank(name, info, 1, "(..., L)")
+    if segments_k is not None:
+        broadcast_shapes({"segments_q": segments_q.shape[:-1], "segments_k": segments_k.shape[:-1]})
+        check_devices({"segments_q": segments_q, "segments_k": segments_k})
+
+
+def check_rotary(x, positions, base, interleaved):
+    """Checks for rotary_embedding; returns ``(base, interleaved)``."""
+    check_rank("x", x, 2, "(..., L, d)")
+    check_float("x", x)
+    if x.shape[-1] is not None and x.shape[-1] % 2:
+        raise ValueError(f"rotary_embedding needs an even feature size d, got x of shape {tuple(x.shape)}")
+    if positions is not None:
+        if positions.dtype == "bool" or not positions.dtype.startswith(("int", "uint", "float", "bfloat")):
+            raise TypeError(f"positions must be an integer or floating-point array, got dtype {positions.dtype}")
+        if not _fits(tuple(positions.shape), tuple(x.shape[:-1])):
+            raise ValueError(f"positions of shape {tuple(positions.shape)} does not broadcast to x's positions "
+                             f"(..., L) = {tuple(x.shape[:-1])}")
+    check_devices({"x": x, "positions": positions})
+    return check_base("base", base), check_flag("interleaved", interleaved)
+
+
+def check_alibi(num_heads, lq=0, lk=0, align="top_left", dtype="float32"):
+    num_heads = check_integer("num_heads", num_heads, least=1, what="a positive integer")
+    plan = structure(lq, lk, align=align)
+    return num_heads, plan, check_dtype_name(dtype)
+
+
+def alibi_slopes(num_heads):
+    """Press et al.'s slopes as Python floats: ``2^(-8h/H)`` for a power of two ``H``; otherwise those of the
+    largest power of two ``m < H`` followed by every other slope of ``2m``."""
+    def geometric(m):
+        return [2.0 ** (-8.0 * (h + 1) / m) for h in range(m)]
+    if num_heads & (num_heads - 1) == 0:
+        return geometric(num_heads)
+    m = 1 << (num_heads.bit_length() - 1)
+    return geometric(m) + geometric(2 * m)[0::2][: num_heads - m]
 
 
 def check_length(name, value):
@@ -398,10 +628,7 @@ def check_dtype_name(dtype):
 def check_positional(length, d_model, base):
     length = check_length("length", length)
     d_model = check_length("d_model", d_model)
-    value = check_real("base", base, "a finite number greater than 1")
-    if not (math.isfinite(value) and value > 1):
-        raise ValueError(f"base must be a finite number greater than 1, got {base!r}")
-    return length, d_model, value
+    return length, d_model, check_base("base", base)
 
 
 def compute_dtype(dtype):

@@ -13,8 +13,9 @@ from ._api import implements
 
 __all__ = [
     "softmax", "scaled_dot_product_attention", "additive_attention", "bilinear_attention",
-    "multi_head_attention", "flash_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
-    "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
+    "multi_head_attention", "flash_attention", "causal_mask", "window_mask", "document_mask", "padding_mask",
+    "mask_from_keep", "mask_from_ignore", "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
+    "rotary_embedding", "alibi_slopes", "alibi_bias",
     "MultiHeadAttention", "AdditiveAttention",
 ]
 
@@ -35,30 +36,65 @@ def _info(name, x, optional=False):
     return _spec.Info(x.shape, x.dtype.name)
 
 
-def _masked_softmax(x, allowed, axis=-1):
-    """Softmax over ``axis`` of ``x`` where ``allowed`` (bool or None) is True; empty or all-masked slices -> 0."""
+def _masked_softmax(x, allowed, axis=-1, sink=None):
+    """Softmax over ``axis`` of ``x`` where ``allowed`` (bool or None) is True; empty or all-masked slices -> 0.
+
+    ``sink`` (broadcastable to ``x`` with ``axis`` of size 1, or None) is one more logit per slice that joins the
+    denominator and gets no weight of its own."""
     if allowed is not None:
         x = np.where(allowed, x, -np.inf)
-    if x.shape[axis] == 0:
+    if x.shape[axis] == 0 and sink is None:
         return np.zeros(x.shape, x.dtype)
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    if sink is not None:
+        m = np.maximum(m, sink)
     m = np.where(np.isneginf(m), 0, m)          # a slice with nothing to attend to: exp(-inf - 0) = 0
     e = np.exp(x - m)
     total = np.sum(e, axis=axis, keepdims=True)
+    if sink is not None:
+        total = total + np.exp(sink - m)
     return e / np.where(total == 0, 1, total)
 
 
-def _allowed(mask, causal, lq, lk):
-    """The boolean "may attend" array: mask AND the top-left causal triangle, or None when nothing is masked."""
-    if causal:
-        tri = np.arange(lq)[:, None] >= np.arange(lk)[None, :]          # (Lq, Lk)
-        return tri if mask is None else mask & tri
-    return mask
+def _structure(plan, rows, cols):
+    """The ``(rows, cols)`` tile of the causal/window structure as a bool array, or None where it masks nothing."""
+    if not plan.structured or _spec.all_visible(plan, rows, cols):
+        return None
+    i = np.arange(*rows)[:, None] + plan.offset                           # query positions p_i, (bq, 1)
+    j = np.arange(*cols)[None, :]                                          # key positions, (1, bk)
+    ok = np.ones((rows[1] - rows[0], cols[1] - cols[0]), bool)
+    if plan.right is not None:
+        ok &= j <= i + plan.right
+    if plan.left is not None:
+        ok &= j >= i - plan.left
+    return ok
 
 
-def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
+def _allowed(mask, plan, rows=None, cols=None):
+    """The boolean "may attend" tile: ``mask`` AND the causal/window structure, or None when nothing is masked."""
+    rows, cols = rows or (0, plan.lq), cols or (0, plan.lk)
+    tile = _spec.tile(mask, rows, cols)
+    tri = _structure(plan, rows, cols)
+    if tri is None:
+        return tile
+    return tri if tile is None else tile & tri
+
+
+def _scores(q, k, plan, bias, rows=None, cols=None):
+    """Scaled, soft-capped and biased scores ``(..., bq, bk)`` of ``q (..., bq, d)`` (already scaled) against
+    ``k (..., bk, d)``, for the tile ``rows x cols`` of the bias."""
+    s = q @ np.swapaxes(k, -1, -2)
+    if plan.softcap is not None:
+        c = np.asarray(plan.softcap, s.dtype)
+        s = c * np.tanh(s / c)
+    if bias is not None:
+        s = s + _spec.tile(bias, rows or (0, plan.lq), cols or (0, plan.lk)).astype(s.dtype, copy=False)
+    return s
+
+
+def _attend(scores, value, allowed, dropout, seed, dtype, return_weights, sink=None):
     """Normalise ``scores (..., Lq, Lk)`` into weights and take the weighted sum of ``value (..., Lk, dv)``."""
-    weights = _masked_softmax(scores, allowed)
+    weights = _masked_softmax(scores, allowed, sink=None if sink is None else sink[..., None])
     shape = np.broadcast_shapes(weights.shape[:-2], value.shape[:-2]) + weights.shape[-2:]
     if shape != weights.shape:                  # batch axes that only `value` has: weights cover them too
         weights = np.broadcast_to(weights, shape).copy()
@@ -76,21 +112,51 @@ def softmax(x, axis=-1, mask=None):
     return _masked_softmax(x.astype(compute), mask, axis).astype(x.dtype)
 
 
+def _check(query, key, value, mask, bias, sink, **options):
+    return _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True),
+                                 sink=_info("sink", sink, optional=True), **options)
+
+
+def _group(plan, query, key, value, mask, bias, sink):
+    """Grouped-query attention without repeating keys: ``query (..., H, Lq, d)`` becomes
+    ``(..., Hkv, H/Hkv, Lq, d)``, key and value ``(..., Hkv, 1, Lk, d)``, and mask/bias/sink follow."""
+    g = plan.groups
+    split = (lambda x, axis: None if x is None else x.reshape(_spec.grouped_shape(x.shape, axis, g)))
+    q = split(query, -3)
+    k, v = key[..., None, :, :], value[..., None, :, :]
+    grouped = plan._replace(batch=plan.batch[:-1] + (plan.batch[-1] // g, g), groups=1)
+    return grouped, q, k, v, split(mask, -3), split(bias, -3), split(sink, -2)
+
+
+def _ungroup(x, plan, axis):
+    """``(..., Hkv, g, ...)`` back to ``(..., H, ...)``; ``axis`` (< -1) is where the head axis ends up."""
+    return x.reshape(x.shape[:axis - 1] + (plan.batch[-1],) + x.shape[axis + 1:])
+
+
 @implements
-def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None,
+def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, window=None,
+                                 align="top_left", enable_gqa=False, softcap=None, sink=None, scale=None,
                                  dropout=0.0, seed=None, return_weights=False):
-    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal,
-                                 return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
+    plan = _check(query, key, value, mask, bias, sink, causal=causal, return_weights=return_weights, scale=scale,
+                  dropout=dropout, seed=seed, window=window, align=align, enable_gqa=enable_gqa, softcap=softcap)
+    if plan.groups > 1:
+        grouped, *arrays = _group(plan, query, key, value, mask, bias, sink)
+        res = _sdpa(*arrays, grouped, return_weights)
+        if not return_weights:
+            return _ungroup(res, plan, -3)
+        return _ungroup(res[0], plan, -3), _ungroup(res[1], plan, -3)
+    return _sdpa(query, key, value, mask, bias, sink, plan, return_weights)
+
+
+def _sdpa(query, key, value, mask, bias, sink, plan, return_weights):
     compute = _spec.compute_dtype(query.dtype.name)
-    if not return_weights and plan.dropout == 0 and plan.lk > 0:
-        return _sdpa_blocked(query, key, value, mask, bias, plan, compute)    # same result, faster
+    if not return_weights and plan.dropout == 0:
+        return _sdpa_blocked(query, key, value, mask, bias, sink, plan, compute)    # same result, faster
     q, k, v = (a.astype(compute, copy=False) for a in (query, key, value))
-    scores = (q @ np.swapaxes(k, -1, -2)) * np.asarray(plan.scale, compute)   # (..., Lq, Lk)
-    if bias is not None:
-        scores = scores + bias.astype(compute, copy=False)
-    allowed = _allowed(mask, plan.causal, plan.lq, plan.lk)
-    return _attend(scores, v, allowed, plan.dropout, plan.seed, query.dtype, return_weights)
+    scores = _scores(q * np.asarray(plan.scale, compute), k, plan, bias)           # (..., Lq, Lk)
+    sink = None if sink is None else sink.astype(compute, copy=False)
+    return _attend(scores, v, _allowed(mask, plan), plan.dropout, plan.seed, query.dtype, return_weights, sink)
 
 
 # Score entries per query block of the fast path (8 MiB of float32): the block's scores stay in the CPU's last-level
@@ -99,42 +165,46 @@ def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, cau
 _SCORE_BLOCK = 1 << 21
 
 
-def _sdpa_blocked(query, key, value, mask, bias, plan, compute):
+def _sdpa_blocked(query, key, value, mask, bias, sink, plan, compute):
     """``softmax(q k^T * scale + bias) v`` when no weights are asked for: the fast path of the NumPy twin.
 
     The same arithmetic as the explicit path, arranged for speed: the scale is folded into ``q`` (``Lq * d``
     multiplications instead of ``Lq * Lk``); queries go in blocks whose ``(..., bq, Lk)`` scores fit in cache; the
     max is subtracted and ``exp`` taken in place; and the normalisation divides the ``(bq, dv)`` output of the
-    second matmul instead of the ``(bq, Lk)`` weights. With ``causal=True`` a block never computes the keys after
-    its last query, which no row of the block may see (about half the work when ``Lq == Lk``).
+    second matmul instead of the ``(bq, Lk)`` weights. A block computes only the keys that causal/window let one
+    of its rows see (about half the work when causal with ``Lq == Lk``, ``O(Lq * w)`` for a window of ``w``).
     """
     q = query.astype(compute) * np.asarray(plan.scale, compute)           # (..., Lq, d), a fresh copy
-    kt = np.swapaxes(key.astype(compute, copy=False), -1, -2)              # (..., d, Lk)
+    k = key.astype(compute, copy=False)                                    # (..., Lk, d)
     v = value.astype(compute, copy=False)                                  # (..., Lk, dv)
-    out = np.empty(plan.batch + (plan.lq, plan.dv), compute)
-    causal = plan.causal
+    sink = None if sink is None else sink.astype(compute, copy=False)
+    out = np.zeros(plan.batch + (plan.lq, plan.dv), compute)
     batch = int(np.prod(plan.batch, dtype=np.int64))
     bq = max(1, _SCORE_BLOCK // max(1, batch * plan.lk))
     for start in range(0, plan.lq, bq):
         rows = (start, min(start + bq, plan.lq))
-        lk = min(plan.lk, rows[1]) if causal else plan.lk                  # keys any row of this block may see
-        s = q[..., rows[0]:rows[1], :] @ kt[..., :lk]                      # (..., bq, lk)
-        if bias is not None:
-            s = s + _spec.tile(bias, rows, (0, lk)).astype(compute, copy=False)
-        allowed = _spec.tile(mask, rows, (0, lk))
-        if causal:
-            tri = np.arange(*rows)[:, None] >= np.arange(lk)[None, :]
-            allowed = tri if allowed is None else allowed & tri
+        cols = _spec.key_range(plan, rows)                                 # keys any row of this block may see
+        if cols[0] == cols[1]:
+            continue                                    # no key for any row: the output stays 0
+        s = _scores(q[..., rows[0]:rows[1], :], k[..., cols[0]:cols[1], :], plan, bias, rows, cols)
+        allowed = _allowed(mask, plan, rows, cols)
         if allowed is not None:
             s = np.where(allowed, s, -np.inf)
         m = s.max(axis=-1, keepdims=True)
-        if allowed is not None or bias is not None:
+        sb = None if sink is None else _spec.tile(sink[..., None], rows, (0, 1))
+        if sb is not None:
+            m = np.maximum(m, sb)
+            if m.shape[:-1] != s.shape[:-1]:            # batch axes that only the sink (or value) has
+                s = np.broadcast_to(s, m.shape[:-1] + s.shape[-1:]).copy()
+        if allowed is not None or bias is not None or plan.softcap is not None or sb is not None:
             m[np.isneginf(m)] = 0                       # a row with nothing to attend to: exp(-inf - 0) = 0
         s -= m
         np.exp(s, out=s)
         total = s.sum(axis=-1, keepdims=True)
+        if sb is not None:
+            total += np.exp(sb - m)                     # the sink: in the denominator, with no value
         total[total == 0] = 1                           # ... and its output stays 0
-        o = s @ v[..., :lk, :]                                             # (..., bq, dv)
+        o = s @ v[..., cols[0]:cols[1], :]                                 # (..., bq, dv)
         o /= total
         out[..., rows[0]:rows[1], :] = o
     return out.astype(query.dtype, copy=False)
@@ -152,8 +222,7 @@ def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causa
     q, k, val, wq, wk, vv = (a.astype(compute, copy=False) for a in (query, key, value, w_query, w_key, v))
     hidden = np.tanh((q @ wq)[..., :, None, :] + (k @ wk)[..., None, :, :])  # (..., Lq, Lk, h)
     scores = hidden @ vv                                                   # (..., Lq, Lk)
-    return _attend(scores, val, _allowed(mask, plan.causal, plan.lq, plan.lk), 0.0, None, query.dtype,
-                   return_weights)
+    return _attend(scores, val, _allowed(mask, plan), 0.0, None, query.dtype, return_weights)
 
 
 @implements
@@ -165,8 +234,7 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
     compute = _spec.compute_dtype(query.dtype.name)
     q, k, val, ww = (a.astype(compute, copy=False) for a in (query, key, value, w))
     scores = (q @ ww) @ np.swapaxes(k, -1, -2)                             # (..., Lq, Lk)
-    return _attend(scores, val, _allowed(mask, plan.causal, plan.lq, plan.lk), 0.0, None, query.dtype,
-                   return_weights)
+    return _attend(scores, val, _allowed(mask, plan), 0.0, None, query.dtype, return_weights)
 
 
 # Default flash tiles: 512 queries x 4096 keys (8 MiB of float32 scores) over all batch and head axes together
@@ -176,12 +244,23 @@ _FLASH_BLOCK_Q, _FLASH_BLOCK_K = 512, 4096
 
 
 @implements
-def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
-                    return_lse=False):
-    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal, scale=scale)
-    return_lse, causal = _spec.check_flag("return_lse", return_lse), plan.causal
+def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, window=None, align="top_left",
+                    enable_gqa=False, softcap=None, sink=None, scale=None, block_size=None, return_lse=False):
+    plan = _check(query, key, value, mask, bias, sink, causal=causal, scale=scale, window=window, align=align,
+                  enable_gqa=enable_gqa, softcap=softcap)
+    return_lse = _spec.check_flag("return_lse", return_lse)
     block = _spec.check_block_size(block_size, None)
+    if plan.groups > 1:
+        grouped, *arrays = _group(plan, query, key, value, mask, bias, sink)
+        out, lse = _flash(*arrays, grouped, block)
+        out, lse = _ungroup(out, plan, -3), _ungroup(lse, plan, -2)
+    else:
+        out, lse = _flash(query, key, value, mask, bias, sink, plan, block)
+    return (out, lse) if return_lse else out
+
+
+def _flash(query, key, value, mask, bias, sink, plan, block):
+    """The tiled online softmax; returns the output and the log-sum-exp ``(..., Lq)``."""
     block_k = block or _FLASH_BLOCK_K
     block_q = block or _spec.flash_block_q(_FLASH_BLOCK_Q * _FLASH_BLOCK_K, plan, block_k, most=_FLASH_BLOCK_Q)
     compute = _spec.compute_dtype(query.dtype.name)
@@ -195,16 +274,9 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
         m = np.full(plan.batch + (rows[1] - rows[0], 1), -np.inf, compute)  # running max
         l = np.zeros_like(m)                                                # running sum of exp(s - m)
         acc = np.zeros(plan.batch + (rows[1] - rows[0], plan.dv), compute)   # running sum of exp(s - m) v
-        for cols in _spec.block_slices(plan.lk, block_k):
-            if causal and cols[0] > rows[1] - 1:
-                break                                   # this and every later key block lies above the diagonal
-            s = qb @ np.swapaxes(k[..., cols[0]:cols[1], :], -1, -2)        # (..., bq, bk)
-            if bias is not None:
-                s = s + _spec.tile(bias, rows, cols).astype(compute, copy=False)
-            allowed = _spec.tile(mask, rows, cols)
-            if causal and cols[1] - 1 > rows[0]:        # the tile straddles the diagonal
-                tri = np.arange(*rows)[:, None] >= np.arange(*cols)[None, :]
-                allowed = tri if allowed is None else allowed & tri
+        for cols in _spec.key_tiles(plan, rows, block_k):     # only the keys causal/window let a row see
+            s = _scores(qb, k[..., cols[0]:cols[1], :], plan, bias, rows, cols)   # (..., bq, bk)
+            allowed = _allowed(mask, plan, rows, cols)
             if allowed is not None:
                 s = np.where(allowed, s, -np.inf)
             m_new = np.maximum(m, s.max(axis=-1, keepdims=True))
@@ -216,10 +288,15 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
             acc *= alpha
             acc += p @ v[..., cols[0]:cols[1], :]
             m = m_new
+        if sink is not None:                            # the sink joins the denominator, with no value
+            sb = np.broadcast_to(sink, plan.batch + (plan.lq,))[..., rows[0]:rows[1], None].astype(compute)
+            m_new = np.maximum(m, sb)
+            m_safe = np.where(np.isneginf(m_new), 0, m_new)
+            alpha = np.exp(m - m_safe)
+            l, acc, m = alpha * l + np.exp(sb - m_safe), acc * alpha, m_new
         out[..., rows[0]:rows[1], :] = acc / np.where(l == 0, 1, l)
         lse[..., rows[0]:rows[1]] = np.where(l > 0, m + np.log(np.where(l > 0, l, 1)), -np.inf)[..., 0]
-    out = out.astype(query.dtype)
-    return (out, lse) if return_lse else out
+    return out.astype(query.dtype), lse
 
 
 def _split_heads(x, num_heads):
@@ -235,32 +312,89 @@ def _linear(x, w, b):
 
 
 @implements
-def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False,
-                         dropout=0.0, seed=None, return_weights=False):
+def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, num_kv_heads=None,
+                         causal=False, window=None, align="top_left", softcap=None, rope=None, dropout=0.0,
+                         seed=None, return_weights=False):
     names = _spec.check_params_mapping(params)
     infos = {"query": _info("query", query), "key": _info("key", key), "value": _info("value", value)}
     p_infos = {n: _info(f"params['{n}']", params[n]) for n in names}
-    *_, num_heads = _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask, optional=True),
-                                           _info("bias", bias, optional=True), causal=causal, return_weights=return_weights,
-                                           dropout=dropout, seed=seed)
+    heads = _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask, optional=True),
+                                   _info("bias", bias, optional=True), num_kv_heads=num_kv_heads, causal=causal,
+                                   return_weights=return_weights, dropout=dropout, seed=seed, rope=rope)
     p = params
-    q = _linear(query, p["w_q"], p.get("b_q"))                              # (B, Lq, D)
-    k = _linear(key, p["w_k"], p.get("b_k"))                                # (B, Lk, D)
-    v = _linear(value, p["w_v"], p.get("b_v"))                              # (B, Lk, D)
-    q, k, v = (_split_heads(a, num_heads) for a in (q, k, v))              # (B, H, L, D/H)
-    out, weights = scaled_dot_product_attention(q, k, v, mask, bias, causal=causal, dropout=dropout,
-                                                seed=seed, return_weights=True)
+    q = _split_heads(_linear(query, p["w_q"], p.get("b_q")), heads.heads)       # (B, H, Lq, d)
+    k = _split_heads(_linear(key, p["w_k"], p.get("b_k")), heads.kv_heads)      # (B, Hkv, Lk, d)
+    v = _split_heads(_linear(value, p["w_v"], p.get("b_v")), heads.kv_heads)    # (B, Hkv, Lk, d)
+    if heads.rope is not None:
+        offset = 0 if align != "bottom_right" else k.shape[-2] - q.shape[-2]
+        q = rotary_embedding(q, np.arange(q.shape[-2]) + offset, base=heads.rope)
+        k = rotary_embedding(k, base=heads.rope)
+    res = scaled_dot_product_attention(q, k, v, mask, bias, causal=causal, window=window, align=align,
+                                       enable_gqa=heads.kv_heads != heads.heads, softcap=softcap,
+                                       dropout=dropout, seed=seed, return_weights=return_weights)
+    out, weights = res if return_weights else (res, None)
     b, h, lq, dh = out.shape
     out = _linear(out.transpose(0, 2, 1, 3).reshape(b, lq, h * dh), p["w_o"], p.get("b_o"))   # (B, Lq, Do)
     out = out.astype(query.dtype, copy=False)
     return (out, weights) if return_weights else out
 
 
+def _mask_of(plan):
+    """The ``(Lq, Lk)`` boolean array of a structure-only plan (see ``_spec.structure``)."""
+    tri = _structure(plan, (0, plan.lq), (0, plan.lk))
+    return np.ones((plan.lq, plan.lk), bool) if tri is None else tri
+
+
 @implements
-def causal_mask(lq, lk=None):
-    lq = _spec.check_length("lq", lq)
-    lk = lq if lk is None else _spec.check_length("lk", lk)
-    return np.arange(lq)[:, None] >= np.arange(lk)[None, :]
+def causal_mask(lq, lk=None, *, align="top_left"):
+    return _mask_of(_spec.structure(lq, lq if lk is None else lk, causal=True, align=align))
+
+
+@implements
+def window_mask(lq, lk, window, *, align="top_left"):
+    return _mask_of(_spec.structure(lq, lk, window=window, align=align))
+
+
+@implements
+def document_mask(segments_q, segments_k=None):
+    _spec.check_documents(_info("segments_q", segments_q), _info("segments_k", segments_k, optional=True))
+    segments_k = segments_q if segments_k is None else segments_k
+    return segments_q[..., :, None] == segments_k[..., None, :]                 # (..., Lq, Lk)
+
+
+@implements
+def rotary_embedding(x, positions=None, *, base=10000.0, interleaved=False):
+    base, interleaved = _spec.check_rotary(_info("x", x), _info("positions", positions, optional=True), base,
+                                           interleaved)
+    compute = _spec.compute_dtype(x.dtype.name)
+    length, d = x.shape[-2:]
+    pos = np.arange(length, dtype=np.float64) if positions is None else positions.astype(np.float64)
+    inv_freq = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)        # (d/2,)
+    angles = pos[..., None] * inv_freq                                     # (..., L, d/2), in float64
+    cos, sin = np.cos(angles).astype(compute), np.sin(angles).astype(compute)
+    xc = x.astype(compute, copy=False)
+    if interleaved:
+        a, b = xc[..., 0::2], xc[..., 1::2]                                # pairs (2k, 2k+1)
+        out = np.stack([a * cos - b * sin, b * cos + a * sin], axis=-1).reshape(
+            np.broadcast_shapes(x.shape, cos.shape[:-1] + (d,)))
+    else:
+        a, b = xc[..., : d // 2], xc[..., d // 2:]                         # pairs (k, k + d/2)
+        out = np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
+    return out.astype(x.dtype, copy=False)
+
+
+@implements
+def alibi_slopes(num_heads, dtype="float32"):
+    num_heads, _, dtype = _spec.check_alibi(num_heads, dtype=dtype)
+    return np.array(_spec.alibi_slopes(num_heads), dtype=np.float64).astype(_dtype(dtype))
+
+
+@implements
+def alibi_bias(num_heads, lq, lk, *, align="top_left", dtype="float32"):
+    num_heads, plan, dtype = _spec.check_alibi(num_heads, lq, lk, align, dtype)
+    slopes = np.array(_spec.alibi_slopes(num_heads), dtype=np.float64)
+    distance = np.abs(np.arange(plan.lq)[:, None] + plan.offset - np.arange(plan.lk)[None, :])   # |p_i - j|
+    return (-slopes[:, None, None] * distance).astype(_dtype(dtype))
 
 
 @implements

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 
 import keras
 import numpy as np
@@ -19,8 +20,9 @@ from ._api import implements
 
 __all__ = [
     "softmax", "scaled_dot_product_attention", "additive_attention", "bilinear_attention",
-    "multi_head_attention", "flash_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
-    "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
+    "multi_head_attention", "flash_attention", "causal_mask", "window_mask", "document_mask", "padding_mask",
+    "mask_from_keep", "mask_from_ignore", "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
+    "rotary_embedding", "alibi_slopes", "alibi_bias",
     "MultiHeadAttention", "AdditiveAttention",
 ]
 
@@ -50,29 +52,72 @@ def _compute(dtype):
     return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
 
-def _masked_softmax(x, allowed, axis=-1):
+def _masked_softmax(x, allowed, axis=-1, sink=None):
+    """Softmax over ``axis`` where ``allowed`` is True (all-masked slices -> 0); ``sink`` (size 1 along ``axis``)
+    is one more logit that joins the denominator with no weight of its own."""
     if allowed is not None:
         x = tf.where(allowed, x, tf.constant(-np.inf, x.dtype))
-    if x.shape[axis] == 0:
+    if x.shape[axis] == 0 and sink is None:
         return tf.zeros_like(x)
-    m = tf.stop_gradient(tf.reduce_max(x, axis=axis, keepdims=True))    # the shift changes nothing: no gradient
+    m = tf.reduce_max(x, axis=axis, keepdims=True)
+    if sink is not None:
+        m = tf.maximum(m, sink)
+    m = tf.stop_gradient(m)                                             # the shift changes nothing: no gradient
     m = tf.where(tf.math.is_inf(m) & (m < 0), tf.zeros_like(m), m)
     e = tf.exp(x - m)
     total = tf.reduce_sum(e, axis=axis, keepdims=True)
+    if sink is not None:
+        total = total + tf.exp(sink - m)
     return e / tf.where(total == 0, tf.ones_like(total), total)
 
 
-def _allowed(mask, causal, lq, lk):
+def _known(*sizes):
+    return all(isinstance(n, int) for n in sizes)
+
+
+def _structure(plan, rows, cols):
+    """The ``(rows, cols)`` tile of the causal/window structure as a bool tensor, or None where it masks nothing.
+    Inside a graph that does not know the lengths, ``rows``, ``cols`` and ``plan.offset`` may be scalar tensors."""
+    if not plan.structured:
+        return None
+    if _known(*rows, *cols, plan.offset) and _spec.all_visible(plan, rows, cols):
+        return None
+    i = tf.range(rows[0], rows[1])[:, None] + plan.offset              # query positions p_i, (bq, 1)
+    j = tf.range(cols[0], cols[1])[None, :]                             # key positions, (1, bk)
+    ok = []
+    if plan.right is not None:
+        ok.append(j <= i + plan.right)
+    if plan.left is not None:
+        ok.append(j >= i - plan.left)
+    return ok[0] if len(ok) == 1 else tf.logical_and(*ok)
+
+
+def _allowed(mask, plan, rows=None, cols=None):
+    """The boolean "may attend" tile: ``mask`` AND the causal/window structure, or None when nothing is masked."""
     if mask is not None and mask.shape.rank < 2:    # reductions over the key axis need the (Lq, Lk) axes present
         mask = tf.reshape(mask, [1] * (2 - mask.shape.rank) + [-1] * mask.shape.rank)
-    if causal:
-        tri = tf.range(lq)[:, None] >= tf.range(lk)[None, :]             # (Lq, Lk), j <= i
-        return tri if mask is None else tf.logical_and(mask, tri)
-    return mask
+    rows, cols = rows or (0, plan.lq), cols or (0, plan.lk)
+    tile = _spec.tile(mask, rows, cols) if _known(*rows, *cols) else mask
+    tri = _structure(plan, rows, cols)
+    if tri is None:
+        return tile
+    return tri if tile is None else tf.logical_and(tile, tri)
 
 
-def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
-    weights = _masked_softmax(scores, allowed)
+def _scores(q, k, plan, bias, rows=None, cols=None):
+    """Scaled, soft-capped and biased scores ``(..., bq, bk)`` of ``q`` (already scaled) against ``k``."""
+    s = tf.linalg.matmul(q, k, transpose_b=True)
+    if plan.softcap is not None:
+        c = tf.constant(plan.softcap, s.dtype)
+        s = c * tf.tanh(s / c)
+    if bias is not None:
+        rows, cols = rows or (0, plan.lq), cols or (0, plan.lk)
+        s = s + tf.cast(_spec.tile(bias, rows, cols) if _known(*rows, *cols) else bias, s.dtype)
+    return s
+
+
+def _attend(scores, value, allowed, dropout, seed, dtype, return_weights, sink=None):
+    weights = _masked_softmax(scores, allowed, sink=None if sink is None else sink[..., None])
     if value.shape.rank > weights.shape.rank or any(
             w == 1 and v != 1 for w, v in zip(weights.shape[-3::-1], value.shape[-3::-1])):
         # batch axes that only `value` has: weights cover them too
@@ -110,45 +155,145 @@ def softmax(x, axis=-1, mask=None):
     return tf.cast(_masked_softmax(tf.cast(x, _compute(x.dtype)), mask, axis), x.dtype)
 
 
-@implements
-def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None,
-                                 dropout=0.0, seed=None, return_weights=False):
+def _check(query, key, value, mask, bias, sink, **options):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal,
-                                 return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
+                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True),
+                                 sink=_info("sink", sink, optional=True), **options)
+    lq, lk = _lengths(query, key)
+    offset = plan.offset if plan.offset is not None else lk - lq      # bottom-right with unknown lengths
+    return plan._replace(lq=lq, lk=lk, offset=offset)
+
+
+def _group(plan, query, key, value, mask, bias, sink):
+    """Grouped-query attention without repeating keys: ``query (..., H, Lq, d)`` becomes
+    ``(..., Hkv, H/Hkv, Lq, d)``, key and value ``(..., Hkv, 1, Lk, d)``, and mask/bias/sink follow."""
+    g = plan.groups
+
+    def split(x, axis):
+        if x is None:
+            return None
+        shape = _spec.grouped_shape(x.shape, axis, g)
+        dims = tf.unstack(tf.shape(x)) if None in x.shape else list(x.shape)
+        at = len(x.shape) + axis if len(x.shape) >= -axis else None
+        if at is None:
+            return x
+        new = dims[:at] + list(shape[at:at + 2]) + dims[at + 1:]
+        return tf.reshape(x, new)
+
+    grouped = plan._replace(batch=plan.batch[:-1] + (plan.batch[-1] // g, g), groups=1)
+    return (grouped, split(query, -3), tf.expand_dims(key, -3), tf.expand_dims(value, -3), split(mask, -3),
+            split(bias, -3), split(sink, -2))
+
+
+def _ungroup(x, plan, axis):
+    """``(..., Hkv, g, ...)`` back to ``(..., H, ...)``; ``axis`` (< -1) is where the head axis ends up."""
+    dims = tf.unstack(tf.shape(x)) if None in x.shape else list(x.shape)
+    return tf.reshape(x, dims[:axis - 1] + [plan.batch[-1]] + dims[axis + 1:])
+
+
+@implements
+def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, window=None,
+                                 align="top_left", enable_gqa=False, softcap=None, sink=None, scale=None,
+                                 dropout=0.0, seed=None, return_weights=False):
+    plan = _check(query, key, value, mask, bias, sink, causal=causal, return_weights=return_weights, scale=scale,
+                  dropout=dropout, seed=seed, window=window, align=align, enable_gqa=enable_gqa, softcap=softcap)
+    if plan.groups > 1:
+        grouped, *arrays = _group(plan, query, key, value, mask, bias, sink)
+        res = _sdpa(*arrays, grouped, return_weights)
+        return tuple(_ungroup(r, plan, -3) for r in res) if return_weights else _ungroup(res, plan, -3)
+    return _sdpa(query, key, value, mask, bias, sink, plan, return_weights)
+
+
+def _sdpa(query, key, value, mask, bias, sink, plan, return_weights):
     compute = _compute(query.dtype)
     q, k, v = (tf.cast(a, compute) for a in (query, key, value))
-    if not return_weights and plan.dropout == 0 and plan.lk != 0:
-        return _sdpa_fused(q, k, v, mask, bias, plan, query)    # same result, faster
-    scores = tf.linalg.matmul(q, k, transpose_b=True) * _scale(plan, q)   # (..., Lq, Lk)
-    if bias is not None:
-        scores = scores + tf.cast(bias, compute)
-    allowed = _allowed(mask, plan.causal, *_lengths(query, key))
-    return _attend(scores, v, allowed, plan.dropout, plan.seed, query.dtype, return_weights)
+    sink = None if sink is None else tf.cast(sink, compute)
+    if not return_weights and plan.dropout == 0 and (not _known(plan.lk) or plan.lk != 0):
+        return tf.cast(_sdpa_fast(q, k, v, mask, bias, sink, plan), query.dtype)    # same result, faster
+    scores = _scores(q * _scale(plan, q), k, plan, bias)                           # (..., Lq, Lk)
+    allowed = _allowed(mask, plan)
+    return _attend(scores, v, allowed, plan.dropout, plan.seed, query.dtype, return_weights, sink)
 
 
-def _sdpa_fused(q, k, v, mask, bias, plan, query):
+# Scores per query block of the fast path (32 MiB of float32), shared by every batch and head axis: the peak memory
+# is the block's, not Lq * Lk (2 GiB at N = 16384), and a block is big enough that eager TensorFlow's per-op cost
+# and its multithreaded kernels pay off.
+_SCORE_BLOCK = 1 << 23
+
+
+def _sdpa_fast(q, k, v, mask, bias, sink, plan):
     """``softmax(q k^T * scale + bias) v`` when no weights are asked for: the fast path of the TensorFlow twin.
 
     The same arithmetic as the explicit path, in fewer and fused kernels: the scale is folded into ``q`` (``Lq * d``
-    multiplications instead of ``Lq * Lk``) and the softmax is TensorFlow's single multi-threaded ``tf.nn.softmax``.
-    Masked scores become ``-inf``, so that ``exp`` makes them exactly 0 whatever the allowed scores are (even a
-    bias of ``finfo.min``). That kernel turns a row of nothing but ``-inf`` into NaN, so the rows with no allowed
-    key get 0 in place of ``-inf`` (a finite softmax, whose gradient stays finite too) and are zeroed at the end.
+    multiplications instead of ``Lq * Lk``), queries go in blocks of a fixed number of scores, each block sees
+    only the keys causal/window let one of its rows see, and the softmax is TensorFlow's single multithreaded
+    ``tf.nn.softmax``. Masked scores become ``-inf``, so that ``exp`` makes them exactly 0 whatever the allowed
+    scores are (even a bias of ``finfo.min``). That kernel turns a row of nothing but ``-inf`` into NaN, so the rows
+    with no allowed key get 0 in place of ``-inf`` (a finite softmax, whose gradient stays finite too) and are
+    zeroed at the end. A sink scales each row by ``sigmoid(lse - sink)``, its share of the denominator; the row's
+    log-sum-exp ``lse = max(s) - log(max(p))`` costs no pass of ``exp``.
     """
-    compute = q.dtype
-    s = tf.linalg.matmul(q * _scale(plan, q), k, transpose_b=True)                         # (..., Lq, Lk)
-    allowed = _allowed(mask, plan.causal, *_lengths(query, k))
+    q = q * _scale(plan, q)
+    if not _known(plan.lq, plan.lk):
+        return _fast_block(q, k, v, mask, bias, sink, plan, (0, plan.lq), (0, plan.lk))
+    if plan.lq == 0:
+        return tf.zeros(_state_shape(plan, q, k, v)(0, None), q.dtype)
+    batch = math.prod(b or 1 for b in plan.batch)
+    bq = max(64, _SCORE_BLOCK // max(1, batch * plan.lk))
+    state_shape = _state_shape(plan, q, k, v)
+    outs = []
+    for rows in _spec.block_slices(plan.lq, bq):
+        cols = _spec.key_range(plan, rows)
+        if cols[0] == cols[1]:                          # no key for any row: zeros
+            outs.append(tf.zeros(state_shape(rows[1] - rows[0], None), q.dtype))
+            continue
+        qb = q if rows == (0, plan.lq) else q[..., rows[0]:rows[1], :]
+        outs.append(_fast_block(qb, k, v, mask, bias, sink, plan, rows, cols))
+    return outs[0] if len(outs) == 1 else tf.concat(outs, axis=-2)
+
+
+def _rows(x, rows, lq):
+    """The rows ``rows`` of a per-row array ``x (..., Lq)`` that may have a size-1 (broadcast) row axis."""
+    if not _known(*rows) or rows == (0, lq) or x.shape.rank == 0 or x.shape[-1] == 1:
+        return x
+    return x[..., rows[0]:rows[1]]
+
+
+def _softmax(s):
+    """``tf.nn.softmax`` over the last axis; its CPU kernel takes at most 5 axes, so more are flattened first."""
+    if s.shape.rank <= 5:
+        return tf.nn.softmax(s, axis=-1)
+    return tf.reshape(tf.nn.softmax(tf.reshape(s, [-1, tf.shape(s)[-1]]), axis=-1), tf.shape(s))
+
+
+def _fast_block(qb, k, v, mask, bias, sink, plan, rows, cols):
+    """One query block of the fast path: rows ``rows`` against keys ``cols``."""
+    compute = qb.dtype
+    if _known(*cols) and cols != (0, plan.lk):
+        k, v = k[..., cols[0]:cols[1], :], v[..., cols[0]:cols[1], :]
+    s = _scores(qb, k, plan, bias, rows, cols)                                            # (..., bq, bk)
+    allowed = _allowed(mask, plan, rows, cols)
     if bias is not None:
-        s = s + tf.cast(bias, compute)
         finite = tf.not_equal(s, tf.constant(-np.inf, compute))         # a -inf bias masks its key too
         allowed = finite if allowed is None else tf.logical_and(allowed, finite)
-    if allowed is None:
-        return tf.cast(tf.linalg.matmul(tf.nn.softmax(s, axis=-1), v), query.dtype)
-    live = tf.reduce_any(allowed, axis=-1, keepdims=True)                                   # (..., Lq, 1)
-    s = tf.where(allowed, s, tf.where(live, tf.constant(-np.inf, compute), tf.zeros((), compute)))
-    out = tf.linalg.matmul(tf.nn.softmax(s, axis=-1), v)                                  # (..., Lq, dv)
-    return tf.cast(tf.where(live, out, tf.zeros((), compute)), query.dtype)
+    live = None
+    if allowed is not None:
+        live = tf.reduce_any(allowed, axis=-1, keepdims=True)                               # (..., bq, 1)
+        s = tf.where(allowed, s, tf.where(live, tf.constant(-np.inf, compute), tf.zeros((), compute)))
+    p = _softmax(s)
+    out = tf.linalg.matmul(p, v)                                                        # (..., bq, dv)
+    if sink is not None:
+        sb = _rows(sink, rows, plan.lq)[..., None]
+        lse = tf.reduce_max(s, axis=-1, keepdims=True) - tf.math.log(tf.reduce_max(p, axis=-1, keepdims=True))
+        if not _known(plan.lk):                         # Lk may be 0 when the graph runs: no key, lse = -inf
+            lse = tf.where(tf.shape(s)[-1] > 0, lse, tf.constant(-np.inf, compute))
+        top = tf.stop_gradient(tf.maximum(lse, sb))
+        top = tf.where(tf.math.is_inf(top) & (top < 0), tf.zeros_like(top), top)
+        keep = tf.exp(lse - top)                        # the keys' share of the denominator: sigmoid(lse - sink)
+        out = out * (keep / (keep + tf.exp(sb - top)))
+    if live is not None:
+        out = tf.where(live, out, tf.zeros((), compute))
+    return out
 
 
 @implements
@@ -156,8 +301,9 @@ def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causa
                        return_weights=False):
     infos = {"w_query": _info("w_query", w_query), "w_key": _info("w_key", w_key), "v": _info("v", v)}
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask, optional=True), causal=causal, return_weights=return_weights, same_d=False,
-                                 extra=infos)
+                                 _info("mask", mask, optional=True), causal=causal, return_weights=return_weights,
+                                 same_d=False, extra=infos)
+    plan = plan._replace(lq=_lengths(query, key)[0], lk=_lengths(query, key)[1])
     _spec.check_additive(query, key, w_query, w_key, v)
     compute = _compute(query.dtype)
     q, k, val, wq, wk, vv = (tf.cast(a, compute) for a in (query, key, value, w_query, w_key, v))
@@ -165,21 +311,20 @@ def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causa
     # matmul corrupts the heap on CPU for shapes like (16, 1, 37, 8) x (8,) (a single decoder query per step).
     hidden = tf.tanh(tf.expand_dims(tf.tensordot(q, wq, 1), -2) + tf.expand_dims(tf.tensordot(k, wk, 1), -3))
     scores = tf.reduce_sum(hidden * vv, axis=-1)                              # (..., Lq, Lk); hidden (..., Lq, Lk, h)
-    return _attend(scores, val, _allowed(mask, plan.causal, *_lengths(query, key)), 0.0, None, query.dtype,
-                   return_weights)
+    return _attend(scores, val, _allowed(mask, plan), 0.0, None, query.dtype, return_weights)
 
 
 @implements
 def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_weights=False):
     plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask, optional=True), causal=causal, return_weights=return_weights, same_d=False,
-                                 extra={"w": _info("w", w)})
+                                 _info("mask", mask, optional=True), causal=causal, return_weights=return_weights,
+                                 same_d=False, extra={"w": _info("w", w)})
+    plan = plan._replace(lq=_lengths(query, key)[0], lk=_lengths(query, key)[1])
     _spec.check_bilinear(query, key, w)
     compute = _compute(query.dtype)
     q, k, val, ww = (tf.cast(a, compute) for a in (query, key, value, w))
     scores = tf.linalg.matmul(tf.tensordot(q, ww, 1), k, transpose_b=True)   # (..., Lq, Lk)
-    return _attend(scores, val, _allowed(mask, plan.causal, *_lengths(query, key)), 0.0, None, query.dtype,
-                   return_weights)
+    return _attend(scores, val, _allowed(mask, plan), 0.0, None, query.dtype, return_weights)
 
 
 # Default flash tiles: 2^23 scores (32 MiB of float32) over all batch and head axes together, at most 16384 keys
@@ -187,9 +332,10 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
 # fewer than 64). Large tiles amortise the Python loop and the per-op cost of eager TensorFlow; the tile, not the
 # sequence length, sets the memory.
 # Eager TensorFlow runs each element-wise step of a tile as its own multithreaded pass over the tile, so the online
-# softmax written out costs four passes where the fused, multithreaded `tf.nn.softmax` costs one. Tiles without a
-# mask, a bias or the causal diagonal therefore take that kernel (`_flash_tile_fused`) and are folded into the
-# running state through their log-sum-exp; only the tiles that need masking pay for the written-out recurrence.
+# softmax written out costs four passes where the fused, multithreaded `tf.nn.softmax` costs one. Tiles that need
+# no mask (no mask, no bias, and wholly visible under causal/window) therefore take that kernel
+# (`_flash_tile_fused`) and are folded into the running state through their log-sum-exp; only the tiles that need
+# masking pay for the written-out recurrence.
 _FLASH_TILE, _FLASH_BLOCK_K = 1 << 23, 16384
 
 
@@ -213,30 +359,30 @@ def _flash_tile_fused(s, vb, m, l, acc):
     ``exp(max(s) - lse_t)`` >= 1/bk, so the log is well conditioned and no pass of ``exp`` is spent on it (its
     gradient is ``p``, as that of a log-sum-exp must be).
     """
-    p = tf.nn.softmax(s, axis=-1)
+    p = _softmax(s)
     lse = tf.reduce_max(s, axis=-1, keepdims=True) - tf.math.log(tf.reduce_max(p, axis=-1, keepdims=True))
-    m_new = tf.stop_gradient(tf.maximum(m, lse))
-    alpha, beta = tf.exp(m - m_new), tf.exp(lse - m_new)
-    return m_new, alpha * l + beta, alpha * acc + beta * tf.linalg.matmul(p, vb)
+    return _merge(m, l, acc, lse, tf.ones_like(lse), tf.linalg.matmul(p, vb))
 
 
-def _flash_tile(qb, k, v, m, l, acc, rows, cols, mask, bias, causal, compute):
+def _merge(m, l, acc, m2, l2, acc2):
+    """Two online-softmax states ``(max, sum, output)`` as one (the log-sum-exp merge of chapter 8)."""
+    m_new = tf.stop_gradient(tf.maximum(m, m2))
+    m_safe = tf.where(tf.math.is_inf(m_new) & (m_new < 0), tf.zeros_like(m_new), m_new)
+    alpha, beta = tf.exp(m - m_safe), tf.exp(m2 - m_safe)
+    return m_new, alpha * l + beta * l2, alpha * acc + beta * acc2
+
+
+def _flash_tile(qb, k, v, m, l, acc, rows, cols, mask, bias, plan):
     """Fold the key block ``cols`` into the running max ``m``, sum ``l`` and output ``acc`` of query block ``rows``."""
     kb, vb = k, v                                                           # every key: no copy
     if cols != (0, k.shape[-2]):
         kb, vb = k[..., cols[0]:cols[1], :], v[..., cols[0]:cols[1], :]      # (..., bk, d), (..., bk, dv)
-    straddles = causal and cols[1] - 1 > rows[0]                            # part of the tile is above the diagonal
-    s = tf.linalg.matmul(qb, kb, transpose_b=True)                          # (..., bq, bk)
-    if mask is None and bias is None and not straddles:
+    s = _scores(qb, kb, plan, bias, rows, cols)                             # (..., bq, bk)
+    allowed = _allowed(mask, plan, rows, cols)
+    if allowed is None and bias is None:
         return _flash_tile_fused(s, vb, m, l, acc)
-    if bias is not None:
-        s = s + tf.cast(_spec.tile(bias, rows, cols), compute)
-    allowed = _spec.tile(mask, rows, cols)
-    if straddles:
-        tri = tf.range(*rows)[:, None] >= tf.range(*cols)[None, :]
-        allowed = tri if allowed is None else tf.logical_and(allowed, tri)
     if allowed is not None:
-        s = tf.where(allowed, s, tf.constant(-np.inf, compute))
+        s = tf.where(allowed, s, tf.constant(-np.inf, s.dtype))
     m_new = tf.stop_gradient(tf.maximum(m, tf.reduce_max(s, axis=-1, keepdims=True)))
     m_safe = tf.where(tf.math.is_inf(m_new) & (m_new < 0), tf.zeros_like(m_new), m_new)
     p = tf.exp(s - m_safe)
@@ -245,44 +391,52 @@ def _flash_tile(qb, k, v, m, l, acc, rows, cols, mask, bias, causal, compute):
 
 
 @implements
-def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
-                    return_lse=False):
-    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal, scale=scale)
-    return_lse, causal = _spec.check_flag("return_lse", return_lse), plan.causal
+def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, window=None, align="top_left",
+                    enable_gqa=False, softcap=None, sink=None, scale=None, block_size=None, return_lse=False):
+    plan = _check(query, key, value, mask, bias, sink, causal=causal, scale=scale, window=window, align=align,
+                  enable_gqa=enable_gqa, softcap=softcap)
+    return_lse = _spec.check_flag("return_lse", return_lse)
     block = _spec.check_block_size(block_size, None)
-    if plan.lq is None or plan.lk is None:
+    if not _known(plan.lq, plan.lk):
         raise ValueError(f"flash_attention needs the lengths Lq and Lk to be known when a tf.function is traced, "
                          f"got query {tuple(query.shape)} and key {tuple(key.shape)}: its tiles are laid out in "
                          "Python. Give the input_signature static lengths, or use scaled_dot_product_attention")
+    if plan.groups > 1:
+        grouped, *arrays = _group(plan, query, key, value, mask, bias, sink)
+        out, lse = _flash(*arrays, grouped, block, return_lse)
+        out, lse = _ungroup(out, plan, -3), None if lse is None else _ungroup(lse, plan, -2)
+    else:
+        out, lse = _flash(query, key, value, mask, bias, sink, plan, block, return_lse)
+    return (out, lse) if return_lse else out
+
+
+def _flash(query, key, value, mask, bias, sink, plan, block, return_lse):
+    """The tiled online softmax; returns the output and the log-sum-exp ``(..., Lq)`` (None unless asked for)."""
     block_k = block or _FLASH_BLOCK_K
     block_q = block or _spec.flash_block_q(_FLASH_TILE, plan, block_k)      # tall tiles when the keys are few
     compute = _compute(query.dtype)
     q, k, v = (tf.cast(a, compute) for a in (query, key, value))
     q = q * _scale(plan, q)                                                 # scale folded into q once
+    sink = None if sink is None else tf.cast(sink, compute)
     state_shape = _state_shape(plan, q, k, v)
     neg_inf = tf.constant(-np.inf, compute)
     # One unmasked tile holds every key and no log-sum-exp is asked for: that tile's softmax is the answer.
-    lone = not return_lse and mask is None and bias is None and not causal and 0 < plan.lk <= block_k
+    lone = (not return_lse and mask is None and bias is None and sink is None and not plan.structured
+            and 0 < plan.lk <= block_k)
     outs, lses = [], []
     for rows in _spec.block_slices(plan.lq, block_q):
         qb = q if rows == (0, plan.lq) else q[..., rows[0]:rows[1], :]     # (..., bq, d)
         if lone:
-            outs.append(tf.linalg.matmul(tf.nn.softmax(tf.linalg.matmul(qb, k, transpose_b=True), axis=-1), v))
+            outs.append(tf.linalg.matmul(_softmax(_scores(qb, k, plan, None)), v))
             continue
         m = tf.fill(state_shape(rows[1] - rows[0], 1), neg_inf)
         l = tf.zeros_like(m)
         acc = tf.zeros(state_shape(rows[1] - rows[0], None), compute)
-        for block in _spec.block_slices(plan.lk, block_k):
-            if causal and block[0] > rows[1] - 1:
-                break                                   # this and every later key block lies above the diagonal
-            if causal:
-                # Keys left of the query block are visible to all its rows, keys right of it to none: only the
-                # square on the diagonal needs the triangle, and what lies right of it is never computed.
-                block = (block[0], min(block[1], rows[1]))
-            split = causal and block[0] < rows[0] < block[1]
-            for cols in ((block[0], rows[0]), (rows[0], block[1])) if split else (block,):
-                m, l, acc = _flash_tile(qb, k, v, m, l, acc, rows, cols, mask, bias, causal, compute)
+        for cols in _spec.key_tiles(plan, rows, block_k):   # only the keys causal/window let a row see
+            m, l, acc = _flash_tile(qb, k, v, m, l, acc, rows, cols, mask, bias, plan)
+        if sink is not None:                            # the sink joins the denominator, with no value
+            sb = tf.broadcast_to(_rows(sink, rows, plan.lq)[..., None], tf.shape(m))
+            m, l, acc = _merge(m, l, acc, sb, tf.ones_like(sb), tf.zeros_like(acc))
         live = l > 0
         outs.append(acc / tf.where(live, l, tf.ones_like(l)))
         if return_lse:
@@ -291,7 +445,7 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
         outs = [tf.zeros(state_shape(0, None), compute)]
         lses = [tf.zeros(state_shape(0, 1), compute)[..., 0]]
     out = tf.cast(outs[0] if len(outs) == 1 else tf.concat(outs, axis=-2), query.dtype)
-    return (out, tf.concat(lses, axis=-1)) if return_lse else out
+    return out, (tf.concat(lses, axis=-1) if return_lse else None)
 
 
 def _linear(x, w, b):
@@ -306,33 +460,91 @@ def _split_heads(x, num_heads):
 
 
 @implements
-def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False,
-                         dropout=0.0, seed=None, return_weights=False):
+def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, num_kv_heads=None,
+                         causal=False, window=None, align="top_left", softcap=None, rope=None, dropout=0.0,
+                         seed=None, return_weights=False):
     names = _spec.check_params_mapping(params)
     infos = {"query": _info("query", query), "key": _info("key", key), "value": _info("value", value)}
     p_infos = {n: _info(f"params['{n}']", params[n]) for n in names}
-    *_, num_heads = _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask, optional=True),
-                                           _info("bias", bias, optional=True), causal=causal, return_weights=return_weights,
-                                           dropout=dropout, seed=seed)
+    heads = _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask, optional=True),
+                                   _info("bias", bias, optional=True), num_kv_heads=num_kv_heads, causal=causal,
+                                   return_weights=return_weights, dropout=dropout, seed=seed, rope=rope)
     p = params
-    q = _linear(query, p["w_q"], p.get("b_q"))                                # (B, Lq, D)
-    k = _linear(key, p["w_k"], p.get("b_k"))                                  # (B, Lk, D)
-    v = _linear(value, p["w_v"], p.get("b_v"))                                # (B, Lk, D)
-    q, k, v = (_split_heads(a, num_heads) for a in (q, k, v))                 # (B, H, L, D/H)
-    res = scaled_dot_product_attention(q, k, v, mask, bias, causal=causal, dropout=dropout, seed=seed,
-                                       return_weights=return_weights)
+    q = _split_heads(_linear(query, p["w_q"], p.get("b_q")), heads.heads)       # (B, H, Lq, d)
+    k = _split_heads(_linear(key, p["w_k"], p.get("b_k")), heads.kv_heads)      # (B, Hkv, Lk, d)
+    v = _split_heads(_linear(value, p["w_v"], p.get("b_v")), heads.kv_heads)    # (B, Hkv, Lk, d)
+    if heads.rope is not None:
+        lq, lk = _lengths(q, k)
+        offset = 0 if align != "bottom_right" else lk - lq
+        q = rotary_embedding(q, tf.range(lq) + offset, base=heads.rope)
+        k = rotary_embedding(k, base=heads.rope)
+    res = scaled_dot_product_attention(q, k, v, mask, bias, causal=causal, window=window, align=align,
+                                       enable_gqa=heads.kv_heads != heads.heads, softcap=softcap,
+                                       dropout=dropout, seed=seed, return_weights=return_weights)
     out, weights = res if return_weights else (res, None)
-    out = tf.transpose(out, (0, 2, 1, 3))                                     # (B, Lq, H, D/H)
+    out = tf.transpose(out, (0, 2, 1, 3))                                     # (B, Lq, H, d)
     out = tf.reshape(out, (tf.shape(out)[0], tf.shape(out)[1], p["w_o"].shape[0]))
     out = _linear(out, p["w_o"], p.get("b_o"))                                # (B, Lq, Do)
     return (out, weights) if return_weights else out
 
 
+def _mask_of(plan):
+    """The ``(Lq, Lk)`` boolean tensor of a structure-only plan (see ``_spec.structure``)."""
+    tri = _structure(plan, (0, plan.lq), (0, plan.lk))
+    return tf.ones((plan.lq, plan.lk), tf.bool) if tri is None else tf.broadcast_to(tri, (plan.lq, plan.lk))
+
+
 @implements
-def causal_mask(lq, lk=None):
-    lq = _spec.check_length("lq", lq)
-    lk = lq if lk is None else _spec.check_length("lk", lk)
-    return tf.range(lq)[:, None] >= tf.range(lk)[None, :]
+def causal_mask(lq, lk=None, *, align="top_left"):
+    return _mask_of(_spec.structure(lq, lq if lk is None else lk, causal=True, align=align))
+
+
+@implements
+def window_mask(lq, lk, window, *, align="top_left"):
+    return _mask_of(_spec.structure(lq, lk, window=window, align=align))
+
+
+@implements
+def document_mask(segments_q, segments_k=None):
+    _spec.check_documents(_info("segments_q", segments_q), _info("segments_k", segments_k, optional=True))
+    segments_k = segments_q if segments_k is None else segments_k
+    q, k = (tf.cast(a, tf.int64) for a in (segments_q, segments_k))
+    return tf.equal(q[..., :, None], k[..., None, :])                           # (..., Lq, Lk)
+
+
+@implements
+def rotary_embedding(x, positions=None, *, base=10000.0, interleaved=False):
+    base, interleaved = _spec.check_rotary(_info("x", x), _info("positions", positions, optional=True), base,
+                                           interleaved)
+    compute = _compute(x.dtype)
+    d = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+    pos = tf.cast(tf.range(tf.shape(x)[-2]) if positions is None else positions, tf.float64)
+    inv_freq = tf.constant(base, tf.float64) ** (-tf.range(0, d, 2, dtype=tf.float64) / tf.cast(d, tf.float64))
+    angles = pos[..., None] * inv_freq                                  # (..., L, d/2), in float64
+    cos, sin = tf.cast(tf.cos(angles), compute), tf.cast(tf.sin(angles), compute)
+    xc = tf.cast(x, compute)
+    if interleaved:
+        a, b = xc[..., 0::2], xc[..., 1::2]                             # pairs (2k, 2k+1)
+        out = tf.stack([a * cos - b * sin, b * cos + a * sin], axis=-1)
+        out = tf.reshape(out, tf.shape(xc))
+    else:
+        a, b = xc[..., : d // 2], xc[..., d // 2:]                      # pairs (k, k + d/2)
+        out = tf.concat([a * cos - b * sin, b * cos + a * sin], axis=-1)
+    return tf.cast(out, x.dtype)
+
+
+@implements
+def alibi_slopes(num_heads, dtype="float32"):
+    num_heads, _, dtype = _spec.check_alibi(num_heads, dtype=dtype)
+    return tf.cast(tf.constant(_spec.alibi_slopes(num_heads), tf.float64), tf.as_dtype(dtype))
+
+
+@implements
+def alibi_bias(num_heads, lq, lk, *, align="top_left", dtype="float32"):
+    num_heads, plan, dtype = _spec.check_alibi(num_heads, lq, lk, align, dtype)
+    slopes = tf.constant(_spec.alibi_slopes(num_heads), tf.float64)
+    distance = tf.abs(tf.range(plan.lq)[:, None] + plan.offset - tf.range(plan.lk)[None, :])     # |p_i - j|
+    return tf.cast(-slopes[:, None, None] * tf.cast(distance, tf.float64), tf.as_dtype(dtype))
 
 
 @implements

@@ -8,6 +8,8 @@ checks are shared with the other twins through :mod:`attnbook._api` and :mod:`at
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -16,8 +18,9 @@ from ._api import implements
 
 __all__ = [
     "softmax", "scaled_dot_product_attention", "additive_attention", "bilinear_attention",
-    "multi_head_attention", "flash_attention", "causal_mask", "padding_mask", "mask_from_keep", "mask_from_ignore",
-    "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
+    "multi_head_attention", "flash_attention", "causal_mask", "window_mask", "document_mask", "padding_mask",
+    "mask_from_keep", "mask_from_ignore", "mask_from_additive", "mask_to_additive", "sinusoidal_positional_encoding",
+    "rotary_embedding", "alibi_slopes", "alibi_bias",
     "MultiHeadAttention", "AdditiveAttention",
 ]
 
@@ -35,27 +38,61 @@ def _compute(dtype):
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _masked_softmax(x, allowed, dim=-1):
+def _masked_softmax(x, allowed, dim=-1, sink=None):
+    """Softmax over ``dim`` where ``allowed`` is True (all-masked slices -> 0); ``sink`` (size 1 along ``dim``) is
+    one more logit that joins the denominator with no weight of its own."""
     if allowed is not None:
         x = x.masked_fill(~allowed, float("-inf"))
-    if x.shape[dim] == 0:
+    if x.shape[dim] == 0 and sink is None:
         return torch.zeros_like(x)
-    m = x.amax(dim=dim, keepdim=True).detach()      # the shift changes nothing mathematically: no gradient
+    m = x.amax(dim=dim, keepdim=True) if x.shape[dim] else torch.full_like(x.sum(dim, keepdim=True), -torch.inf)
+    if sink is not None:
+        m = torch.maximum(m, sink)
+    m = m.detach()                                  # the shift changes nothing mathematically: no gradient
     m = torch.where(torch.isneginf(m), torch.zeros_like(m), m)
     e = torch.exp(x - m)
     total = e.sum(dim=dim, keepdim=True)
+    if sink is not None:
+        total = total + torch.exp(sink - m)
     return e / torch.where(total == 0, torch.ones_like(total), total)
 
 
-def _allowed(mask, causal, lq, lk, device):
-    if causal:
-        tri = torch.ones(lq, lk, dtype=torch.bool, device=device).tril()   # (Lq, Lk), j <= i
-        return tri if mask is None else mask & tri
-    return mask
+def _structure(plan, rows, cols, device):
+    """The ``(rows, cols)`` tile of the causal/window structure as a bool tensor, or None where it masks nothing."""
+    if not plan.structured or _spec.all_visible(plan, rows, cols):
+        return None
+    i = torch.arange(*rows, device=device)[:, None] + plan.offset      # query positions p_i, (bq, 1)
+    j = torch.arange(*cols, device=device)[None, :]                     # key positions, (1, bk)
+    ok = torch.ones(rows[1] - rows[0], cols[1] - cols[0], dtype=torch.bool, device=device)
+    if plan.right is not None:
+        ok &= j <= i + plan.right
+    if plan.left is not None:
+        ok &= j >= i - plan.left
+    return ok
 
 
-def _attend(scores, value, allowed, dropout, seed, dtype, return_weights):
-    weights = _masked_softmax(scores, allowed)
+def _allowed(mask, plan, device, rows=None, cols=None):
+    """The boolean "may attend" tile: ``mask`` AND the causal/window structure, or None when nothing is masked."""
+    rows, cols = rows or (0, plan.lq), cols or (0, plan.lk)
+    tile = _spec.tile(mask, rows, cols)
+    tri = _structure(plan, rows, cols, device)
+    if tri is None:
+        return tile
+    return tri if tile is None else tile & tri
+
+
+def _scores(q, k, plan, bias, rows=None, cols=None):
+    """Scaled, soft-capped and biased scores ``(..., bq, bk)`` of ``q`` (already scaled) against ``k``."""
+    s = q @ k.transpose(-2, -1)
+    if plan.softcap is not None:
+        s = plan.softcap * torch.tanh(s / plan.softcap)
+    if bias is not None:
+        s = s + _spec.tile(bias, rows or (0, plan.lq), cols or (0, plan.lk)).to(s.dtype)
+    return s
+
+
+def _attend(scores, value, allowed, dropout, seed, dtype, return_weights, sink=None):
+    weights = _masked_softmax(scores, allowed, sink=None if sink is None else sink[..., None])
     shape = torch.broadcast_shapes(weights.shape[:-2], value.shape[:-2]) + weights.shape[-2:]
     if shape != weights.shape:                  # batch axes that only `value` has: weights cover them too
         weights = weights.expand(shape)
@@ -75,48 +112,110 @@ def softmax(x, axis=-1, mask=None):
     return _masked_softmax(x.to(_compute(x.dtype)), mask, axis).to(x.dtype)
 
 
+def _check(query, key, value, mask, bias, sink, **options):
+    return _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
+                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True),
+                                 sink=_info("sink", sink, optional=True), **options)
+
+
+def _group(plan, query, key, value, mask, bias, sink):
+    """Grouped-query attention without repeating keys: ``query (..., H, Lq, d)`` becomes
+    ``(..., Hkv, H/Hkv, Lq, d)``, key and value ``(..., Hkv, 1, Lk, d)`` (views), and mask/bias/sink follow."""
+    g = plan.groups
+    split = (lambda x, axis: None if x is None else x.reshape(_spec.grouped_shape(x.shape, axis, g)))
+    grouped = plan._replace(batch=plan.batch[:-1] + (plan.batch[-1] // g, g), groups=1)
+    return (grouped, split(query, -3), key.unsqueeze(-3), value.unsqueeze(-3), split(mask, -3), split(bias, -3),
+            split(sink, -2))
+
+
+def _ungroup(x, plan, axis):
+    """``(..., Hkv, g, ...)`` back to ``(..., H, ...)``; ``axis`` (< -1) is where the head axis ends up."""
+    return x.reshape(x.shape[:axis - 1] + (plan.batch[-1],) + x.shape[axis + 1:])
+
+
+@implements
+def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, window=None,
+                                 align="top_left", enable_gqa=False, softcap=None, sink=None, scale=None,
+                                 dropout=0.0, seed=None, return_weights=False):
+    plan = _check(query, key, value, mask, bias, sink, causal=causal, return_weights=return_weights, scale=scale,
+                  dropout=dropout, seed=seed, window=window, align=align, enable_gqa=enable_gqa, softcap=softcap)
+    if not return_weights and plan.dropout == 0 and plan.lk > 0:
+        if _fusable(plan, sink):
+            return _fused(query, key, value, mask, bias, plan)
+        # softcap, sinks and windows are not in PyTorch's kernel: the tiled path computes them in O(Lq) memory
+        # (and a window in O(Lq * w) time).
+        return _flash_grouped(query, key, value, mask, bias, sink, plan, None)[0]
+    if plan.groups > 1:
+        grouped, *arrays = _group(plan, query, key, value, mask, bias, sink)
+        res = _explicit(*arrays, grouped, return_weights)
+        return tuple(_ungroup(r, plan, -3) for r in res) if return_weights else _ungroup(res, plan, -3)
+    return _explicit(query, key, value, mask, bias, sink, plan, return_weights)
+
+
+def _explicit(query, key, value, mask, bias, sink, plan, return_weights):
+    """The math the book explains: every score, the masked softmax, dropout, the weighted sum."""
+    compute = _compute(query.dtype)
+    q, k, v = (a.to(compute) for a in (query, key, value))
+    scores = _scores(q * plan.scale, k, plan, bias)                      # (..., Lq, Lk)
+    allowed = _allowed(mask, plan, query.device)
+    sink = None if sink is None else sink.to(compute)
+    return _attend(scores, v, allowed, plan.dropout, plan.seed, query.dtype, return_weights, sink)
+
+
+def _fusable(plan, sink):
+    """Whether PyTorch's fused kernel computes this call: it has no softcap, no sink and no window (a causal
+    structure, bottom-right too, becomes its mask)."""
+    return plan.softcap is None and sink is None and plan.left is None
+
+
+def _as_4d(x, lead, tail=2):
+    """``x`` (batch axes broadcastable to ``lead + (h,)``, then ``tail`` axes) as ``(prod(lead), h, ...)``: the 4-D
+    layout PyTorch's fused CPU kernel needs (3-D and 5-D inputs fall back to its math path). A view when ``x``
+    already has the leading axes, a copy only when they must be broadcast first."""
+    if x.dim() < tail + 1:
+        x = x.reshape((1,) * (tail + 1 - x.dim()) + tuple(x.shape))
+    if not lead:
+        return x.unsqueeze(0)
+    h = x.shape[-tail - 1]
+    full = tuple(lead) + (h,) + tuple(x.shape[-tail:])
+    if tuple(x.shape) != full:
+        if all(n == 1 for n in x.shape[:-tail - 1]):
+            return x.reshape((1, h) + tuple(x.shape[-tail:]))     # only size-1 leading axes: they broadcast
+        x = x.expand(full)
+    return x.reshape((math.prod(lead), h) + tuple(x.shape[-tail:]))
+
+
 def _fused(query, key, value, mask, bias, plan):
-    """PyTorch's fused SDPA (flash / memory-efficient / C++ math kernels) with the contract's edge cases."""
-    shape = plan.batch
-    q, k, v = (a if a.shape[:-2] == shape else a.expand(*shape, *a.shape[-2:]) for a in (query, key, value))
+    """PyTorch's fused SDPA (flash / memory-efficient / C++ math kernels) with the contract's edge cases.
+
+    Leading axes are flattened into the kernel's 4-D ``(B, H, L, d)``; grouped heads go to its ``enable_gqa``
+    (which does not repeat keys either); the causal/window structure becomes a boolean mask, except the plain
+    top-left causal case, which is the kernel's own ``is_causal``.
+    """
+    lead = plan.batch[:-1]
+    q, k, v = (_as_4d(a, lead) for a in (query, key, value))
     if bias is not None and bias.dtype != query.dtype and query.dtype != _compute(query.dtype):
         # The kernel adds attn_mask in the inputs' dtype: a float32 bias would be rounded to float16/bfloat16 (or
         # overflow to inf) first. The contract computes reduced-precision scores in float32, so the kernel does.
         q, k, v = (a.to(_compute(query.dtype)) for a in (q, k, v))
-    is_causal = plan.causal and mask is None and bias is None      # the kernel's own causal path, no mask tensor
-    allowed = _allowed(mask, plan.causal and not is_causal, plan.lq, plan.lk, query.device)
+    is_causal = plan.structured and plan.offset == 0 and mask is None and bias is None
+    allowed = None if is_causal else _allowed(mask, plan, query.device)
     attn_mask = allowed
     if bias is not None:
         attn_mask = bias.to(q.dtype)
         if allowed is not None:
             attn_mask = attn_mask.masked_fill(~allowed, float("-inf"))
-    if attn_mask is not None and attn_mask.dim() < 2:          # the kernel wants the (Lq, Lk) axes present
-        attn_mask = attn_mask.reshape((1,) * (2 - attn_mask.dim()) + tuple(attn_mask.shape))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=plan.scale)
+    if attn_mask is not None:
+        attn_mask = _as_4d(attn_mask, lead)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=plan.scale,
+                                         enable_gqa=plan.groups > 1)
     if attn_mask is not None:
         # Rows with no key left: the contract says 0, and fused kernels are not all documented to guarantee it.
-        # Only a mask or a bias (-inf) can empty a row (top-left causal always leaves key 0), so only they pay for
-        # this check, which reads the mask before it is broadcast to the scores.
+        # Only a mask, a bias (-inf) or a bottom-right structure can empty a row, so only they pay for this check,
+        # which reads the mask before it is broadcast to the scores.
         live = ~torch.isneginf(attn_mask) if attn_mask.dtype != torch.bool else attn_mask
         out = out.masked_fill(~live.any(dim=-1, keepdim=True), 0.0)
-    return out.to(query.dtype)
-
-
-@implements
-def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None,
-                                 dropout=0.0, seed=None, return_weights=False):
-    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal,
-                                 return_weights=return_weights, scale=scale, dropout=dropout, seed=seed)
-    if not return_weights and plan.dropout == 0 and plan.lk > 0:
-        return _fused(query, key, value, mask, bias, plan)
-    compute = _compute(query.dtype)
-    q, k, v = (a.to(compute) for a in (query, key, value))
-    scores = (q @ k.transpose(-2, -1)) * plan.scale                      # (..., Lq, Lk)
-    if bias is not None:
-        scores = scores + bias.to(compute)
-    allowed = _allowed(mask, plan.causal, plan.lq, plan.lk, query.device)
-    return _attend(scores, v, allowed, plan.dropout, plan.seed, query.dtype, return_weights)
+    return out.reshape(plan.batch + (plan.lq, plan.dv)).to(query.dtype)
 
 
 @implements
@@ -131,8 +230,7 @@ def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causa
     q, k, val, wq, wk, vv = (a.to(compute) for a in (query, key, value, w_query, w_key, v))
     hidden = torch.tanh((q @ wq).unsqueeze(-2) + (k @ wk).unsqueeze(-3))   # (..., Lq, Lk, h)
     scores = hidden @ vv                                                   # (..., Lq, Lk)
-    return _attend(scores, val, _allowed(mask, plan.causal, plan.lq, plan.lk, query.device), 0.0, None,
-                   query.dtype, return_weights)
+    return _attend(scores, val, _allowed(mask, plan, query.device), 0.0, None, query.dtype, return_weights)
 
 
 @implements
@@ -144,8 +242,7 @@ def bilinear_attention(query, key, value, w, mask=None, *, causal=False, return_
     compute = _compute(query.dtype)
     q, k, val, ww = (a.to(compute) for a in (query, key, value, w))
     scores = (q @ ww) @ k.transpose(-2, -1)                                # (..., Lq, Lk)
-    return _attend(scores, val, _allowed(mask, plan.causal, plan.lq, plan.lk, query.device), 0.0, None,
-                   query.dtype, return_weights)
+    return _attend(scores, val, _allowed(mask, plan, query.device), 0.0, None, query.dtype, return_weights)
 
 
 # Default flash tiles: 1024 queries x 2048 keys (8 MiB of float32 scores) over all batch and head axes together
@@ -155,17 +252,32 @@ _FLASH_BLOCK_Q, _FLASH_BLOCK_K = 1024, 2048
 
 
 @implements
-def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, scale=None, block_size=None,
-                    return_lse=False):
-    plan = _spec.check_attention(_info("query", query), _info("key", key), _info("value", value),
-                                 _info("mask", mask, optional=True), _info("bias", bias, optional=True), causal=causal, scale=scale)
-    return_lse, causal = _spec.check_flag("return_lse", return_lse), plan.causal
-    block = _spec.check_block_size(block_size, None)
+def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, window=None, align="top_left",
+                    enable_gqa=False, softcap=None, sink=None, scale=None, block_size=None, return_lse=False):
+    plan = _check(query, key, value, mask, bias, sink, causal=causal, scale=scale, window=window, align=align,
+                  enable_gqa=enable_gqa, softcap=softcap)
+    return_lse = _spec.check_flag("return_lse", return_lse)
+    out, lse = _flash_grouped(query, key, value, mask, bias, sink, plan, _spec.check_block_size(block_size, None))
+    return (out, lse) if return_lse else out
+
+
+def _flash_grouped(query, key, value, mask, bias, sink, plan, block):
+    if plan.groups > 1:
+        grouped, *arrays = _group(plan, query, key, value, mask, bias, sink)
+        out, lse = _flash(*arrays, grouped, block)
+        return _ungroup(out, plan, -3), _ungroup(lse, plan, -2)
+    return _flash(query, key, value, mask, bias, sink, plan, block)
+
+
+def _flash(query, key, value, mask, bias, sink, plan, block):
+    """The tiled online softmax; returns the output and the log-sum-exp ``(..., Lq)``."""
     block_k = block or _FLASH_BLOCK_K
     block_q = block or _spec.flash_block_q(_FLASH_BLOCK_Q * _FLASH_BLOCK_K, plan, block_k, most=_FLASH_BLOCK_Q)
     compute = _compute(query.dtype)
     q = query.to(compute) * plan.scale                                   # scale folded into q once
     k, v = (a.to(compute) for a in (key, value))
+    if sink is not None:
+        sink = sink.to(compute).expand(plan.batch + (plan.lq,))
     dev = query.device
     outs, lses = [], []
     for rows in _spec.block_slices(plan.lq, block_q):
@@ -173,16 +285,9 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
         m = torch.full(plan.batch + (rows[1] - rows[0], 1), float("-inf"), dtype=compute, device=dev)
         l = torch.zeros_like(m)
         acc = torch.zeros(plan.batch + (rows[1] - rows[0], plan.dv), dtype=compute, device=dev)
-        for cols in _spec.block_slices(plan.lk, block_k):
-            if causal and cols[0] > rows[1] - 1:
-                break                                   # this and every later key block lies above the diagonal
-            s = qb @ k[..., cols[0]:cols[1], :].transpose(-2, -1)             # (..., bq, bk)
-            if bias is not None:
-                s = s + _spec.tile(bias, rows, cols).to(compute)
-            allowed = _spec.tile(mask, rows, cols)
-            if causal and cols[1] - 1 > rows[0]:        # the tile straddles the diagonal
-                tri = torch.arange(*rows, device=dev)[:, None] >= torch.arange(*cols, device=dev)[None, :]
-                allowed = tri if allowed is None else allowed & tri
+        for cols in _spec.key_tiles(plan, rows, block_k):     # only the keys causal/window let a row see
+            s = _scores(qb, k[..., cols[0]:cols[1], :], plan, bias, rows, cols)   # (..., bq, bk)
+            allowed = _allowed(mask, plan, dev, rows, cols)
             if allowed is not None:
                 s = s.masked_fill(~allowed, float("-inf"))
             m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True)).detach()
@@ -192,14 +297,19 @@ def flash_attention(query, key, value, mask=None, bias=None, *, causal=False, sc
             l = alpha * l + p.sum(dim=-1, keepdim=True)
             acc = alpha * acc + p @ v[..., cols[0]:cols[1], :]
             m = m_new
+        if sink is not None:                            # the sink joins the denominator, with no value
+            sb = sink[..., rows[0]:rows[1], None]
+            m_new = torch.maximum(m, sb).detach()
+            m_safe = torch.where(torch.isneginf(m_new), torch.zeros_like(m_new), m_new)
+            alpha = torch.exp(m - m_safe)
+            l, acc, m = alpha * l + torch.exp(sb - m_safe), alpha * acc, m_new
         outs.append(acc / torch.where(l == 0, torch.ones_like(l), l))
         lses.append(torch.where(l > 0, m + torch.log(torch.where(l > 0, l, torch.ones_like(l))),
                                 torch.full_like(l, float("-inf")))[..., 0])
     if not outs:
         outs = [torch.zeros(plan.batch + (0, plan.dv), dtype=compute, device=dev)]
         lses = [torch.zeros(plan.batch + (0,), dtype=compute, device=dev)]
-    out = torch.cat(outs, dim=-2).to(query.dtype)
-    return (out, torch.cat(lses, dim=-1)) if return_lse else out
+    return torch.cat(outs, dim=-2).to(query.dtype), torch.cat(lses, dim=-1)
 
 
 def _split_heads(x, num_heads):
@@ -212,32 +322,90 @@ def _linear(x, w, b):
 
 
 @implements
-def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, causal=False,
-                         dropout=0.0, seed=None, return_weights=False):
+def multi_head_attention(query, key, value, params, num_heads, mask=None, bias=None, *, num_kv_heads=None,
+                         causal=False, window=None, align="top_left", softcap=None, rope=None, dropout=0.0,
+                         seed=None, return_weights=False):
     names = _spec.check_params_mapping(params)
     infos = {"query": _info("query", query), "key": _info("key", key), "value": _info("value", value)}
     p_infos = {n: _info(f"params['{n}']", params[n]) for n in names}
-    *_, num_heads = _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask, optional=True),
-                                           _info("bias", bias, optional=True), causal=causal, return_weights=return_weights,
-                                           dropout=dropout, seed=seed)
+    heads = _spec.check_multi_head(*infos.values(), p_infos, num_heads, _info("mask", mask, optional=True),
+                                   _info("bias", bias, optional=True), num_kv_heads=num_kv_heads, causal=causal,
+                                   return_weights=return_weights, dropout=dropout, seed=seed, rope=rope)
     p = params
-    q = _linear(query, p["w_q"], p.get("b_q"))                             # (B, Lq, D)
-    k = _linear(key, p["w_k"], p.get("b_k"))                               # (B, Lk, D)
-    v = _linear(value, p["w_v"], p.get("b_v"))                             # (B, Lk, D)
-    q, k, v = (_split_heads(a, num_heads) for a in (q, k, v))              # (B, H, L, D/H)
-    res = scaled_dot_product_attention(q, k, v, mask, bias, causal=causal, dropout=dropout, seed=seed,
-                                       return_weights=return_weights)
+    q = _split_heads(_linear(query, p["w_q"], p.get("b_q")), heads.heads)       # (B, H, Lq, d)
+    k = _split_heads(_linear(key, p["w_k"], p.get("b_k")), heads.kv_heads)      # (B, Hkv, Lk, d)
+    v = _split_heads(_linear(value, p["w_v"], p.get("b_v")), heads.kv_heads)    # (B, Hkv, Lk, d)
+    if heads.rope is not None:
+        offset = 0 if align != "bottom_right" else k.shape[-2] - q.shape[-2]
+        q = rotary_embedding(q, torch.arange(q.shape[-2], device=q.device) + offset, base=heads.rope)
+        k = rotary_embedding(k, base=heads.rope)
+    res = scaled_dot_product_attention(q, k, v, mask, bias, causal=causal, window=window, align=align,
+                                       enable_gqa=heads.kv_heads != heads.heads, softcap=softcap,
+                                       dropout=dropout, seed=seed, return_weights=return_weights)
     out, weights = res if return_weights else (res, None)
     b, h, lq, dh = out.shape
     out = _linear(out.transpose(1, 2).reshape(b, lq, h * dh), p["w_o"], p.get("b_o"))   # (B, Lq, Do)
     return (out, weights) if return_weights else out
 
 
+def _mask_of(plan):
+    """The ``(Lq, Lk)`` boolean tensor of a structure-only plan (see ``_spec.structure``)."""
+    tri = _structure(plan, (0, plan.lq), (0, plan.lk), None)
+    return torch.ones(plan.lq, plan.lk, dtype=torch.bool) if tri is None else tri
+
+
 @implements
-def causal_mask(lq, lk=None):
-    lq = _spec.check_length("lq", lq)
-    lk = lq if lk is None else _spec.check_length("lk", lk)
-    return torch.arange(lq)[:, None] >= torch.arange(lk)[None, :]
+def causal_mask(lq, lk=None, *, align="top_left"):
+    return _mask_of(_spec.structure(lq, lq if lk is None else lk, causal=True, align=align))
+
+
+@implements
+def window_mask(lq, lk, window, *, align="top_left"):
+    return _mask_of(_spec.structure(lq, lk, window=window, align=align))
+
+
+@implements
+def document_mask(segments_q, segments_k=None):
+    _spec.check_documents(_info("segments_q", segments_q), _info("segments_k", segments_k, optional=True))
+    segments_k = segments_q if segments_k is None else segments_k
+    return segments_q.long()[..., :, None] == segments_k.long()[..., None, :]   # (..., Lq, Lk)
+
+
+@implements
+def rotary_embedding(x, positions=None, *, base=10000.0, interleaved=False):
+    base, interleaved = _spec.check_rotary(_info("x", x), _info("positions", positions, optional=True), base,
+                                           interleaved)
+    compute = _compute(x.dtype)
+    length, d = x.shape[-2:]
+    if positions is None:
+        pos = torch.arange(length, dtype=torch.float64, device=x.device)
+    else:
+        pos = positions.to(torch.float64)
+    inv_freq = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)   # (d/2,)
+    angles = pos[..., None] * inv_freq                                  # (..., L, d/2), in float64
+    cos, sin = torch.cos(angles).to(compute), torch.sin(angles).to(compute)
+    xc = x.to(compute)
+    if interleaved:
+        a, b = xc[..., 0::2], xc[..., 1::2]                             # pairs (2k, 2k+1)
+        out = torch.stack([a * cos - b * sin, b * cos + a * sin], dim=-1).flatten(-2)
+    else:
+        a, b = xc[..., : d // 2], xc[..., d // 2:]                      # pairs (k, k + d/2)
+        out = torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
+    return out.to(x.dtype)
+
+
+@implements
+def alibi_slopes(num_heads, dtype="float32"):
+    num_heads, _, dtype = _spec.check_alibi(num_heads, dtype=dtype)
+    return torch.tensor(_spec.alibi_slopes(num_heads), dtype=torch.float64).to(getattr(torch, dtype))
+
+
+@implements
+def alibi_bias(num_heads, lq, lk, *, align="top_left", dtype="float32"):
+    num_heads, plan, dtype = _spec.check_alibi(num_heads, lq, lk, align, dtype)
+    slopes = torch.tensor(_spec.alibi_slopes(num_heads), dtype=torch.float64)
+    distance = (torch.arange(plan.lq)[:, None] + plan.offset - torch.arange(plan.lk)[None, :]).abs()   # |p_i - j|
+    return (-slopes[:, None, None] * distance).to(getattr(torch, dtype))
 
 
 @implements

@@ -115,11 +115,12 @@ def arr(shape, seed=0, dtype=F32):
     return Arr(_rand(shape, seed), dtype)
 
 
-def _params_mha(seed=0, d=6, dq=6, dk=6, dv=6, do=6, bias=True):
+def _params_mha(seed=0, d=6, dq=6, dk=6, dv=6, do=6, bias=True, kv=None):
     rng = np.random.default_rng(seed)
-    shp = {"w_q": (dq, d), "w_k": (dk, d), "w_v": (dv, d), "w_o": (d, do)}
+    kv = d if kv is None else kv                   # the key/value width Hkv * d (grouped-query attention)
+    shp = {"w_q": (dq, d), "w_k": (dk, kv), "w_v": (dv, kv), "w_o": (d, do)}
     if bias:
-        shp.update(b_q=(d,), b_k=(d,), b_v=(d,), b_o=(do,))
+        shp.update(b_q=(d,), b_k=(kv,), b_v=(kv,), b_o=(do,))
     return Params(tuple((n, Arr(rng.normal(size=s) / 2, F32)) for n, s in shp.items()))
 
 
@@ -168,7 +169,52 @@ def baselines():
         "mask_from_additive": [("plain", {"additive": Arr(np.array([[0.0, -np.inf, -1e9, -5e3, 1.0]]), F32)})],
         "mask_to_additive": [("plain", {"mask": Arr(np.array([[True, False, True]]), "bool")})],
         "sinusoidal_positional_encoding": [("plain", {"length": Raw(5), "d_model": Raw(6)})],
+        "window_mask": [("plain", {"lq": Raw(4), "lk": Raw(6), "window": Raw((2, 1))}),
+                        ("bottom_right", {"lq": Raw(4), "lk": Raw(6), "window": Raw((1, None)),
+                                          "align": Raw("bottom_right")})],
+        "document_mask": [("self", {"segments_q": Arr(np.array([0, 0, 1, 1, 2]), "int64")}),
+                          ("cross", {"segments_q": Arr(np.array([[0, 1, 1], [2, 2, 2]]), "int64"),
+                                     "segments_k": Arr(np.array([[0, 0, 1, 1, 3], [2, 2, 0, 2, 2]]), "int64")})],
+        "rotary_embedding": [("plain", {"x": arr((b, 5, 4), 1)}),
+                             ("positions", {"x": arr((b, 5, 4), 1),
+                                            "positions": Arr(np.array([3, 4, 5, 6, 7]), "int64"),
+                                            "base": Raw(500.0), "interleaved": Raw(True)})],
+        "alibi_slopes": [("plain", {"num_heads": Raw(6)})],
+        "alibi_bias": [("plain", {"num_heads": Raw(3), "lq": Raw(2), "lk": Raw(4)}),
+                       ("bottom_right", {"num_heads": Raw(5), "lq": Raw(4), "lk": Raw(3),
+                                         "align": Raw("bottom_right")})],
     }
+
+
+def _modern_base():
+    """Every option of today's models at once: GQA (4 query heads over 2), a window, bottom-right alignment,
+    softcap, a sink per head and row, a mask and a bias, causal."""
+    b, lq, lk, d, dv = (SIZES[x] for x in ("B", "Lq", "Lk", "d", "dv"))
+    rng = np.random.default_rng(11)
+    m = rng.random((lq, lk)) < 0.8
+    m[:, -1] = True
+    return {"query": arr((b, 4, lq, d), 1), "key": arr((b, 2, lk, d), 2), "value": arr((b, 2, lk, dv), 3),
+            "mask": Arr(m, "bool"), "bias": arr((lq, lk), 5), "causal": Raw(True), "window": Raw((2, 1)),
+            "align": Raw("bottom_right"), "enable_gqa": Raw(True), "softcap": Raw(2.0),
+            "sink": arr((4, lq), 6)}
+
+
+def _modern_mha():
+    b, lq = SIZES["B"], SIZES["Lq"]
+    return {"query": arr((b, lq, 6), 1), "key": arr((b, 4, 6), 2), "value": arr((b, 4, 6), 3),
+            "params": _params_mha(d=8, dk=6, dv=6, kv=4), "num_heads": Raw(4), "num_kv_heads": Raw(2),
+            "causal": Raw(True), "window": Raw((1, 0)), "align": Raw("bottom_right"), "softcap": Raw(3.0),
+            "rope": Raw(10000.0)}
+
+
+def _with_modern(bases):
+    bases["scaled_dot_product_attention"].append(("modern", _modern_base()))
+    bases["scaled_dot_product_attention"].append(("modern_weights", dict(_modern_base(), return_weights=Raw(True))))
+    bases["flash_attention"].append(("modern", dict(_modern_base(), block_size=Raw(2))))
+    bases["flash_attention"].append(("modern_lse", dict(_modern_base(), return_lse=Raw(True))))
+    bases["multi_head_attention"].append(("modern", _modern_mha()))
+    bases["causal_mask"].append(("bottom_right", {"lq": Raw(4), "lk": Raw(3), "align": Raw("bottom_right")}))
+    return bases
 
 
 # Shape letters of each baseline's arrays, so that a letter set to 0 or 1 changes every array that uses it.
@@ -182,6 +228,14 @@ LETTERS = {
     "multi_head_attention": {"query": "B Lq Dq", "key": "B Lk Dk", "value": "B Lk Dv", "mask": "Lk",
                              "bias": "H Lq Lk"},
 }
+LETTERS_BY_BASE = {
+    ("scaled_dot_product_attention", "modern"): {"query": "B H Lq d", "key": "B Hk Lk d", "value": "B Hk Lk dv",
+                                                 "mask": "Lq Lk", "bias": "Lq Lk", "sink": "H Lq"},
+}
+LETTERS_BY_BASE[("scaled_dot_product_attention", "modern_weights")] = LETTERS_BY_BASE[
+    ("scaled_dot_product_attention", "modern")]
+LETTERS_BY_BASE[("flash_attention", "modern")] = LETTERS_BY_BASE[("scaled_dot_product_attention", "modern")]
+LETTERS_BY_BASE[("flash_attention", "modern_lse")] = LETTERS_BY_BASE[("scaled_dot_product_attention", "modern")]
 # The sizes a zero or one may replace (feature sizes of the additive/bilinear/MHA parameters stay put: a zero
 # there is a parameter-shape mismatch, which the parameter mutations cover).
 ZERO_LETTERS = {"scaled_dot_product_attention": ("B", "Lq", "Lk", "d", "dv"),
@@ -205,7 +259,16 @@ KINDS = {
     "lengths": "lengths", "keep": "keep", "ignore": "bool_array", "additive": "input",
     "query_dim": "size_or_none", "key_dim": "size_or_none", "value_dim": "size_or_none",
     "output_dim": "size_or_none", "hidden_dim": "size",
+    "window": "window", "align": "align", "enable_gqa": "flag", "softcap": "softcap", "sink": "sink",
+    "num_kv_heads": "count_or_none", "rope": "rope", "segments_q": "segments", "segments_k": "segments",
+    "positions": "positions", "interleaved": "flag",
 }
+WINDOWS = [Raw(None), Raw((2, 1)), Raw([2, 1]), Raw((None, 0)), Raw((0, 0)), Raw((None, None)), Raw((-1, 0)),
+           Raw((2,)), Raw(3), Raw((2.0, 1)), Raw((np.int64(2), None)), Raw("2"), Raw((2 ** 63, 0)),
+           Raw((True, 0)), Raw((1, 2, 3)), Raw((0, 10 ** 6))]
+ALIGNS = [Raw("top_left"), Raw("bottom_right"), Raw("bottom-right"), Raw("TOP_LEFT"), Raw(None), Raw(1)]
+ROPES = [Raw(None), Raw(10000.0), Raw(np.float32(500.0)), Raw(2), Raw(1.0), Raw(0.5), Raw(float("inf")),
+         Raw(float("nan")), Raw("x"), Raw(True), Raw(10 ** 400)]
 
 NOT_ARRAYS = [Raw([[1.0, 2.0]]), Raw("text"), Raw(3.0), Raw(object())]
 INT_LIKE = [Raw(np.int64(3)), Raw(np.int32(2)), Raw(np.uint8(2)), Raw(np.bool_(True)), Raw(True), Raw(2.0),
@@ -257,13 +320,14 @@ def mutations(fn, label, args, name, kind, dropout_seed=True):
 
     def add(tag, value, names=(), **kw):
         # A changed size may legitimately clash with an array (num_heads against a bias of the old head count).
-        names = names + (("mask", "bias") if kind == "count" else ())
+        names = names + (("mask", "bias", "params") if kind in ("count", "count_or_none") else ())
         out.append(Case(fn, _with(args, **{name: value}), f"{label}:{name}={tag}", name, names, **kw))
 
-    if kind in ("input", "weight", "bias", "mask", "bool_array", "lengths", "keep"):
+    arrays = ("input", "weight", "bias", "mask", "bool_array", "lengths", "keep", "sink", "segments", "positions")
+    if kind in arrays:
         for i, r in enumerate(NOT_ARRAYS):
             add(f"not_array{i}", r)
-    if kind in ("input", "weight", "bias", "mask", "bool_array", "lengths", "keep"):
+    if kind in arrays:
         base = cur if isinstance(cur, Arr) else None
         if base is None:            # an optional array left out of this baseline: build one of the score shape
             base = _default_optional(fn, args, name)
@@ -278,8 +342,11 @@ def mutations(fn, label, args, name, kind, dropout_seed=True):
             add("extra_axis", Arr(np.stack([base.value] * 3), base.dtype))
             if base.value.ndim:
                 add("last_axis_plus_1", Arr(np.concatenate([base.value, base.value[..., :1]], -1), base.dtype))
-            if kind in ("input", "weight", "bias") and base.dtype in FLOAT_DTYPES:
-                lenient = kind != "bias" and name != "additive"
+            if kind in ("input", "weight", "bias", "sink", "positions") and base.dtype in FLOAT_DTYPES + (
+                    "int64",):
+                lenient = kind not in ("bias", "sink") and name != "additive"
+                if base.dtype == "int64":
+                    base = Arr(base.value, "float64")
                 for tag, x in EXTREMES.items():
                     add(f"first={tag}", _set_first(base, x), lenient=lenient)
                 add("all=max", Arr(np.full(base.value.shape, np.finfo(np.float32).max), base.dtype),
@@ -303,16 +370,32 @@ def mutations(fn, label, args, name, kind, dropout_seed=True):
                 add("empty", Arr(np.zeros((0, 3), np.int64), base.dtype))
             if kind in ("input", "weight"):
                 add("grad", dataclasses.replace(base, flavor="grad"))
-        if name in ("mask", "bias"):
+            if kind == "sink":
+                add("per_head", Arr(base.value[..., :1], base.dtype))
+            if kind == "segments":
+                add("negative", Arr(-base.value, base.dtype))
+        if name in ("mask", "bias", "sink", "segments_k", "positions"):
             add("none", Raw(None))
     elif kind == "params":
         out += _params_mutations(fn, label, args)
     elif kind == "flag":
         for i, r in enumerate(FLAGS):
             add(f"v{i}", r)
-    elif kind in ("scale", "dropout", "base", "threshold"):
+    elif kind == "window":
+        for i, r in enumerate(WINDOWS):
+            add(f"v{i}", r)
+    elif kind == "align":
+        for i, r in enumerate(ALIGNS):
+            add(f"v{i}", r)
+    elif kind == "rope":
+        for i, r in enumerate(ROPES):
+            add(f"v{i}", r)
+    elif kind == "count_or_none":
+        for i, r in enumerate(INT_LIKE + [Raw(1), Raw(4), Raw(3)]):
+            add(f"v{i}", r)
+    elif kind in ("scale", "dropout", "base", "threshold", "softcap"):
         for i, r in enumerate(REAL_LIKE):
-            huge = kind == "scale" and isinstance(r.value, float) and 1e30 < r.value < 1e39   # scores overflow
+            huge = kind in ("scale", "softcap") and isinstance(r.value, float) and 1e30 < r.value < 1e39   # scores overflow
             add(f"v{i}", r, random=(kind == "dropout" and _positive(r.value)), lenient=huge)
         if kind == "dropout":
             add("one", Raw(1.0))
@@ -390,8 +473,8 @@ def _params_mutations(fn, label, args):
 
 def letter_cases(fn, label, args):
     """Every array that uses a shape letter resized together: zero-size axes and size-one axes."""
-    letters = LETTERS.get(fn)
-    if not letters:
+    letters = LETTERS_BY_BASE.get((fn, label), LETTERS.get(fn))
+    if not letters or (fn == "multi_head_attention" and label == "modern"):
         return []
     out = []
     for letter in ZERO_LETTERS[fn]:
@@ -566,7 +649,7 @@ def _call_positional(fn, sig, args, B):
 def every_case():
     """All cases of :data:`_api.SPECS`, in a stable order."""
     cases = []
-    for fn, bases in baselines().items():
+    for fn, bases in _with_modern(baselines()).items():
         params = inspect.signature(_api.SPECS[fn]).parameters
         for label, args in bases:
             cases.append(Case(fn, dict(args), f"{label}:baseline"))
