@@ -17,21 +17,43 @@ def _glorot(rng, fan_in, fan_out, dtype):
 
 
 def multi_head_shapes(d_model, num_heads, query_dim=None, key_dim=None, value_dim=None, output_dim=None,
-                      use_bias=True):
-    """Shapes of a MultiHeadAttention layer's parameters, after checking the constructor arguments."""
+                      use_bias=True, num_kv_heads=None):
+    """Shapes of a MultiHeadAttention layer's parameters, after checking the constructor arguments.
+
+    With ``num_kv_heads = Hkv`` the key and value projections have ``Hkv * d`` columns, ``d = d_model / num_heads``
+    (grouped-query attention); the dict has the same keys either way."""
     d_model = _size("d_model", d_model)
     num_heads = _spec.check_integer("num_heads", num_heads, least=1, what="a positive integer")
     if d_model % num_heads:
         raise ValueError(f"num_heads = {num_heads} must be a positive integer dividing d_model = {d_model}")
+    kv_heads = num_heads if num_kv_heads is None else _spec.check_integer(
+        "num_kv_heads", num_kv_heads, least=1, what="a positive integer or None")
+    if num_heads % kv_heads:
+        raise ValueError(f"num_kv_heads = {kv_heads} must divide num_heads = {num_heads}")
+    kv = d_model // num_heads * kv_heads
     dq = d_model if query_dim is None else _size("query_dim", query_dim)
     dk = dq if key_dim is None else _size("key_dim", key_dim)
     dv = dk if value_dim is None else _size("value_dim", value_dim)
     do = dq if output_dim is None else _size("output_dim", output_dim)
     use_bias = _spec.check_flag("use_bias", use_bias)
-    shapes = {"w_q": (dq, d_model), "w_k": (dk, d_model), "w_v": (dv, d_model), "w_o": (d_model, do)}
+    shapes = {"w_q": (dq, d_model), "w_k": (dk, kv), "w_v": (dv, kv), "w_o": (d_model, do)}
     if use_bias:
-        shapes.update(b_q=(d_model,), b_k=(d_model,), b_v=(d_model,), b_o=(do,))
+        shapes.update(b_q=(d_model,), b_k=(kv,), b_v=(kv,), b_o=(do,))
     return shapes
+
+
+def attention_options(d_model, num_heads, num_kv_heads, window, align, softcap, rope, dtype):
+    """The attention options a MultiHeadAttention layer passes to ``multi_head_attention`` on every call,
+    checked once at construction (``d_model``/``num_heads`` are already checked)."""
+    window = _spec.check_window(window)
+    options = {"num_kv_heads": None if num_kv_heads is None else int(num_kv_heads),
+               "window": None if window == (None, None) else window, "align": _spec.check_align(align),
+               "softcap": _spec.check_softcap(softcap, dtype), "rope": None}
+    if rope is not None:
+        options["rope"] = _spec.check_base("rope", rope)
+        if (d_model // num_heads) % 2:
+            raise ValueError(f"rope needs an even head size d = d_model / num_heads = {d_model} / {num_heads}")
+    return options
 
 
 def _size(name, value):

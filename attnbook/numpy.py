@@ -6,6 +6,9 @@ Every public function has the signature and docstring of its spec in :mod:`attnb
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+
 import numpy as np
 
 from . import _params, _spec
@@ -172,7 +175,8 @@ def _sdpa_blocked(query, key, value, mask, bias, sink, plan, compute):
     multiplications instead of ``Lq * Lk``); queries go in blocks whose ``(..., bq, Lk)`` scores fit in cache; the
     max is subtracted and ``exp`` taken in place; and the normalisation divides the ``(bq, dv)`` output of the
     second matmul instead of the ``(bq, Lk)`` weights. A block computes only the keys that causal/window let one
-    of its rows see (about half the work when causal with ``Lq == Lk``, ``O(Lq * w)`` for a window of ``w``).
+    of its rows see (about half the work when causal with ``Lq == Lk``, ``O(Lq * w)`` for a window of ``w``). The
+    blocks run on every core at once (see ``_each_block``).
     """
     q = query.astype(compute) * np.asarray(plan.scale, compute)           # (..., Lq, d), a fresh copy
     k = key.astype(compute, copy=False)                                    # (..., Lk, d)
@@ -181,11 +185,11 @@ def _sdpa_blocked(query, key, value, mask, bias, sink, plan, compute):
     out = np.zeros(plan.batch + (plan.lq, plan.dv), compute)
     batch = int(np.prod(plan.batch, dtype=np.int64))
     bq = max(1, _SCORE_BLOCK // max(1, batch * plan.lk))
-    for start in range(0, plan.lq, bq):
-        rows = (start, min(start + bq, plan.lq))
+
+    def one_block(rows):
         cols = _spec.key_range(plan, rows)                                 # keys any row of this block may see
         if cols[0] == cols[1]:
-            continue                                    # no key for any row: the output stays 0
+            return                                      # no key for any row: the output stays 0
         s = _scores(q[..., rows[0]:rows[1], :], k[..., cols[0]:cols[1], :], plan, bias, rows, cols)
         allowed = _allowed(mask, plan, rows, cols)
         if allowed is not None:
@@ -207,7 +211,58 @@ def _sdpa_blocked(query, key, value, mask, bias, sink, plan, compute):
         o = s @ v[..., cols[0]:cols[1], :]                                 # (..., bq, dv)
         o /= total
         out[..., rows[0]:rows[1], :] = o
+
+    _each_block(one_block, _spec.block_slices(plan.lq, bq), batch * plan.lq * plan.lk)
     return out.astype(query.dtype, copy=False)
+
+
+# Threads for the query blocks. NumPy's element-wise passes (max, subtract, exp, sum) run on one core while BLAS uses
+# all of them, so at d = 64, where those passes cost as much as the two matrix products, a serial loop over blocks
+# leaves cores idle most of the time. Blocks on one thread per core, each with single-threaded BLAS, keep every core
+# busy with the whole pipeline. BLAS is pinned through threadpoolctl (installed with scikit-learn; without it the
+# blocks run one after the other, with multithreaded BLAS).
+_PARALLEL_MIN = 1 << 22          # scores in a call below which threads cost more than they save
+_POOL = None
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                              # not Linux
+        return os.cpu_count() or 1
+
+
+def _blas_limit():
+    """A context pinning BLAS to one thread, or None without threadpoolctl."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _CONTROLLER = False
+        else:
+            _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas") if _CONTROLLER else None
+
+
+_CONTROLLER = None
+
+
+def _each_block(fn, blocks, scores):
+    """``fn(rows)`` for every query block ``rows``: on a pool of one thread per core when the call is big enough
+    (blocks write disjoint rows of the output, and NumPy and BLAS release the GIL), else in a loop."""
+    global _POOL
+    workers = _cores()
+    limit = _blas_limit() if workers > 1 and len(blocks) > 1 and scores >= _PARALLEL_MIN else None
+    if limit is None:
+        for rows in blocks:
+            fn(rows)
+        return
+    if _POOL is None:
+        _POOL = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="attnbook")
+    with limit:
+        for _ in _POOL.map(fn, blocks):
+            pass
 
 
 @implements
@@ -269,7 +324,8 @@ def _flash(query, key, value, mask, bias, sink, plan, block):
     k, v = (a.astype(compute, copy=False) for a in (key, value))
     out = np.zeros(plan.batch + (plan.lq, plan.dv), compute)
     lse = np.full(plan.batch + (plan.lq,), -np.inf, compute)
-    for rows in _spec.block_slices(plan.lq, block_q):
+
+    def one_block(rows):
         qb = q[..., rows[0]:rows[1], :]                                     # (..., bq, d)
         m = np.full(plan.batch + (rows[1] - rows[0], 1), -np.inf, compute)  # running max
         l = np.zeros_like(m)                                                # running sum of exp(s - m)
@@ -282,7 +338,7 @@ def _flash(query, key, value, mask, bias, sink, plan, block):
             m_new = np.maximum(m, s.max(axis=-1, keepdims=True))
             m_safe = np.where(np.isneginf(m_new), 0, m_new)                # rows with no key yet stay at 0
             s -= m_safe                                 # in place: s is this tile's own array
-            p = np.exp(s)
+            p = np.exp(s, out=s)
             alpha = np.exp(m - m_safe)                  # rescales what was accumulated under the old maximum
             l = alpha * l + p.sum(axis=-1, keepdims=True)
             acc *= alpha
@@ -296,6 +352,8 @@ def _flash(query, key, value, mask, bias, sink, plan, block):
             l, acc, m = alpha * l + np.exp(sb - m_safe), acc * alpha, m_new
         out[..., rows[0]:rows[1], :] = acc / np.where(l == 0, 1, l)
         lse[..., rows[0]:rows[1]] = np.where(l > 0, m + np.log(np.where(l > 0, l, 1)), -np.inf)[..., 0]
+
+    _each_block(one_block, _spec.block_slices(plan.lq, block_q), int(np.prod(plan.batch)) * plan.lq * plan.lk)
     return out.astype(query.dtype), lse
 
 
@@ -450,12 +508,15 @@ class MultiHeadAttention:
     with the same ``seed`` all three start from identical parameters.
     """
 
-    def __init__(self, d_model, num_heads, *, query_dim=None, key_dim=None, value_dim=None, output_dim=None,
-                 use_bias=True, dropout=0.0, seed=0, dtype="float32"):
+    def __init__(self, d_model, num_heads, *, num_kv_heads=None, query_dim=None, key_dim=None, value_dim=None,
+                 output_dim=None, use_bias=True, window=None, align="top_left", softcap=None, rope=None, dropout=0.0,
+                 seed=0, dtype="float32"):
         self.shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim,
-                                                use_bias)
+                                                use_bias, num_kv_heads)
         seed, dtype, self.dropout = _params.check_layer(seed, _dtype(dtype), dropout)
         self.num_heads = int(num_heads)
+        self.options = _params.attention_options(d_model, num_heads, num_kv_heads, window, align, softcap, rope,
+                                                 dtype)
         self.params = _params.init(self.shapes, seed, dtype)
 
     def __call__(self, query, key=None, value=None, mask=None, bias=None, causal=False, return_weights=False,
@@ -465,7 +526,8 @@ class MultiHeadAttention:
         value = key if value is None else value
         training = False if training is None else _spec.check_flag("training", training)
         return multi_head_attention(query, key, value, self.params, self.num_heads, mask, bias, causal=causal,
-                                    dropout=self.dropout if training else 0.0, return_weights=return_weights)
+                                    dropout=self.dropout if training else 0.0, return_weights=return_weights,
+                                    **self.options)
 
     def get_params(self):
         return {k: v.copy() for k, v in self.params.items()}

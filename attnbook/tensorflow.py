@@ -678,13 +678,16 @@ class MultiHeadAttention(_Params):
     ``training=True`` (as ``model.fit`` does).
     """
 
-    def __init__(self, d_model, num_heads, *, query_dim=None, key_dim=None, value_dim=None, output_dim=None,
-                 use_bias=True, dropout=0.0, seed=0, dtype="float32", **kwargs):
-        shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim, use_bias)
+    def __init__(self, d_model, num_heads, *, num_kv_heads=None, query_dim=None, key_dim=None, value_dim=None,
+                 output_dim=None, use_bias=True, window=None, align="top_left", softcap=None, rope=None, dropout=0.0,
+                 seed=0, dtype="float32", **kwargs):
+        shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim, use_bias,
+                                           num_kv_heads)
         seed, dtype, dropout = _params.check_layer(seed, dtype, dropout)
+        options = _params.attention_options(d_model, num_heads, num_kv_heads, window, align, softcap, rope, dtype)
         # autocast=False: Keras would cast float32 inputs of a float64 layer silently; the other twins refuse them.
         super().__init__(dtype=dtype, autocast=False, **kwargs)
-        self.num_heads, self.dropout = int(num_heads), dropout
+        self.num_heads, self.dropout, self.options = int(num_heads), dropout, options
         self._init_params(shapes, seed, dtype)
 
     def call(self, query, key=None, value=None, attention_mask=None, bias=None, causal=False, return_weights=False,
@@ -696,7 +699,7 @@ class MultiHeadAttention(_Params):
             training = False if training is None else _spec.check_flag("training", training)
             return multi_head_attention(query, key, value, self.params(), self.num_heads, attention_mask, bias,
                                         causal=causal, dropout=self.dropout if training else 0.0,
-                                        return_weights=return_weights)
+                                        return_weights=return_weights, **self.options)
 
 
 class AdditiveAttention(_Params):

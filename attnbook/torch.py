@@ -487,12 +487,16 @@ class MultiHeadAttention(_Params):
     Same constructor arguments as the NumPy and Keras layers; dropout is active in ``train()`` mode.
     """
 
-    def __init__(self, d_model, num_heads, *, query_dim=None, key_dim=None, value_dim=None, output_dim=None,
-                 use_bias=True, dropout=0.0, seed=0, dtype="float32"):
+    def __init__(self, d_model, num_heads, *, num_kv_heads=None, query_dim=None, key_dim=None, value_dim=None,
+                 output_dim=None, use_bias=True, window=None, align="top_left", softcap=None, rope=None, dropout=0.0,
+                 seed=0, dtype="float32"):
         super().__init__()
-        shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim, use_bias)
+        shapes = _params.multi_head_shapes(d_model, num_heads, query_dim, key_dim, value_dim, output_dim, use_bias,
+                                           num_kv_heads)
         seed, dtype, self.dropout = _params.check_layer(seed, dtype, dropout)
         self.num_heads = int(num_heads)
+        self.options = _params.attention_options(d_model, num_heads, num_kv_heads, window, align, softcap, rope,
+                                                 dtype)
         self._init_params(shapes, seed, dtype)
 
     def forward(self, query, key=None, value=None, mask=None, bias=None, causal=False, return_weights=False,
@@ -502,7 +506,8 @@ class MultiHeadAttention(_Params):
         value = key if value is None else value
         training = self.training if training is None else _spec.check_flag("training", training)
         return multi_head_attention(query, key, value, self.params(), self.num_heads, mask, bias, causal=causal,
-                                    dropout=self.dropout if training else 0.0, return_weights=return_weights)
+                                    dropout=self.dropout if training else 0.0, return_weights=return_weights,
+                                    **self.options)
 
 
 class AdditiveAttention(_Params):

@@ -539,7 +539,11 @@ def _layer_baselines():
                                 "value_dim": Raw(3), "output_dim": Raw(2), "seed": Raw(3)},
                        "call": {"query": arr((b, lq, 4), 1), "key": arr((b, lk, 5), 2), "value": arr((b, lk, 3), 3),
                                 "mask": Arr(np.array([True, True, False, True, True]), "bool"),
-                                "bias": arr((2, lq, lk), 4), "causal": Raw(True)}})],
+                                "bias": arr((2, lq, lk), 4), "causal": Raw(True)}}),
+            ("modern", {"init": {"d_model": Raw(8), "num_heads": Raw(4), "num_kv_heads": Raw(2), "query_dim": Raw(6),
+                                 "window": Raw((1, 0)), "align": Raw("bottom_right"), "softcap": Raw(3.0),
+                                 "rope": Raw(10000.0)},
+                        "call": {"query": arr((b, lq, 6), 1), "key": arr((b, lk, 6), 2), "causal": Raw(True)}})],
         "AdditiveAttention": [
             ("plain", {"init": {"query_dim": Raw(4), "key_dim": Raw(3), "hidden_dim": Raw(5)},
                        "call": {"query": arr((b, lq, 4), 1), "key": arr((b, lk, 3), 2), "value": arr((b, lk, 2), 3),
