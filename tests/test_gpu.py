@@ -77,3 +77,37 @@ def test_torch_layer_on_cuda():
     assert gpu.device.type == "cuda"
     np.testing.assert_allclose(T.to_numpy(gpu), T.to_numpy(cpu), atol=1e-4)
     assert layer.get_params()["w_q"].shape == (4, 4)
+
+
+@pytest.mark.parametrize("path", ["weights", "fast", "flash"])
+def test_torch_cuda_modern_options_match_the_oracle(path):
+    """GQA, a window, bottom-right alignment, softcap and a sink on the GPU: the oracle's numbers, on the device."""
+    require_gpu("torch")
+    import torch
+
+    import oracle
+    T = get("torch")
+    rng = np.random.default_rng(0)
+    q, k, v = rng.normal(size=(2, 8, 40, 32)), rng.normal(size=(2, 2, 56, 32)), rng.normal(size=(2, 2, 56, 16))
+    sink, bias = rng.normal(size=(8, 1)), rng.normal(size=(40, 56))
+    kw = dict(enable_gqa=True, causal=True, window=(20, 0), align="bottom_right", softcap=4.0)
+    want_o, want_w, want_l = oracle.attention(q, k, v, bias=bias, sink=sink, **kw)
+    dev = lambda a: torch.as_tensor(a, dtype=torch.float32, device="cuda")      # noqa: E731
+    args = [dev(a) for a in (q, k, v)]
+    extra = {"bias": dev(bias), "sink": dev(sink), **kw}
+    if path == "weights":
+        got = T.mod.scaled_dot_product_attention(*args, **extra, return_weights=True)
+        want = (want_o, want_w)
+    elif path == "fast":
+        got, want = (T.mod.scaled_dot_product_attention(*args, **extra),), (want_o,)
+    else:
+        got = T.mod.flash_attention(*args, **extra, block_size=16, return_lse=True)
+        want = (want_o, want_l)
+    for g, w in zip(got, want):
+        assert g.device.type == "cuda"
+        finite = np.isfinite(w)
+        np.testing.assert_allclose(T.to_numpy(g)[finite], w[finite], atol=1e-4)
+    for dtype in (torch.float16, torch.bfloat16):
+        out = T.mod.scaled_dot_product_attention(*(a.to(dtype) for a in args), **{**extra, "bias": None})
+        assert out.dtype == dtype and out.device.type == "cuda"
+        np.testing.assert_allclose(T.to_numpy(out), oracle.attention(q, k, v, sink=sink, **kw)[0], atol=3e-2)
