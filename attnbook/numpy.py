@@ -153,9 +153,14 @@ def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, cau
 
 
 def _sdpa(query, key, value, mask, bias, sink, plan, return_weights):
+    if not return_weights and plan.dropout == 0:                 # same result, faster
+        return _sdpa_blocked(query, key, value, mask, bias, sink, plan, _spec.compute_dtype(query.dtype.name))
+    return _explicit(query, key, value, mask, bias, sink, plan, return_weights)
+
+
+def _explicit(query, key, value, mask, bias, sink, plan, return_weights):
+    """The math the book explains: every score, the masked softmax, dropout, the weighted sum."""
     compute = _spec.compute_dtype(query.dtype.name)
-    if not return_weights and plan.dropout == 0:
-        return _sdpa_blocked(query, key, value, mask, bias, sink, plan, compute)    # same result, faster
     q, k, v = (a.astype(compute, copy=False) for a in (query, key, value))
     scores = _scores(q * np.asarray(plan.scale, compute), k, plan, bias)           # (..., Lq, Lk)
     sink = None if sink is None else sink.astype(compute, copy=False)

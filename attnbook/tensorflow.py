@@ -11,9 +11,16 @@ import contextlib
 import inspect
 import math
 
-import keras
 import numpy as np
-import tensorflow as tf
+
+try:
+    import keras
+    import tensorflow as tf
+except ModuleNotFoundError as err:  # name the extra to install, not just the missing module
+    if err.name not in ("keras", "tensorflow"):
+        raise
+    raise ModuleNotFoundError('attnbook.tensorflow needs TensorFlow and Keras: pip install "attnbook[tensorflow]"',
+                              name=err.name) from err
 
 from . import _params, _spec
 from ._api import implements
@@ -205,13 +212,21 @@ def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, cau
 
 
 def _sdpa(query, key, value, mask, bias, sink, plan, return_weights):
+    if not return_weights and plan.dropout == 0 and (not _known(plan.lk) or plan.lk != 0):
+        compute = _compute(query.dtype)
+        q, k, v = (tf.cast(a, compute) for a in (query, key, value))
+        sink = None if sink is None else tf.cast(sink, compute)
+        return tf.cast(_sdpa_fast(q, k, v, mask, bias, sink, plan), query.dtype)    # same result, faster
+    return _explicit(query, key, value, mask, bias, sink, plan, return_weights)
+
+
+def _explicit(query, key, value, mask, bias, sink, plan, return_weights):
+    """The math the book explains: every score, the masked softmax, dropout, the weighted sum."""
     compute = _compute(query.dtype)
     q, k, v = (tf.cast(a, compute) for a in (query, key, value))
-    sink = None if sink is None else tf.cast(sink, compute)
-    if not return_weights and plan.dropout == 0 and (not _known(plan.lk) or plan.lk != 0):
-        return tf.cast(_sdpa_fast(q, k, v, mask, bias, sink, plan), query.dtype)    # same result, faster
     scores = _scores(q * _scale(plan, q), k, plan, bias)                           # (..., Lq, Lk)
     allowed = _allowed(mask, plan)
+    sink = None if sink is None else tf.cast(sink, compute)
     return _attend(scores, v, allowed, plan.dropout, plan.seed, query.dtype, return_weights, sink)
 
 
