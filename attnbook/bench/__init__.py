@@ -47,6 +47,8 @@ def load_results(name=None):
     Raises:
         FileNotFoundError: no shipped file has that name (the message lists the names that exist).
     """
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a string from list_results() or None, got {name!r}")
     names = list_results()
     if name is None:
         if not names:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 METRICS = (  # (title, row key, format)
@@ -14,11 +15,32 @@ METRICS = (  # (title, row key, format)
 )
 
 
+def can_plot():
+    """True when matplotlib can be imported (the plots need it; the JSON and the table do not)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _finite(x):
+    """JSON has no NaN or infinity: such floats (an output that overflowed, ``--max-seconds inf``) become null."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
 def write(res, folder, plots=True):
     """Write ``results.json`` (and the same file as ``<device>-<date>.json``, the name it is shipped under in
     ``attnbook/data/bench``) and, with ``plots``, ``time_<dtype>.png``, ``gflops_<dtype>.png``,
-    ``memory_<dtype>.png`` into ``folder``; returns the paths written."""
-    text = json.dumps(res, indent=1, allow_nan=False)
+    ``memory_<dtype>.png`` into ``folder``; returns the paths written. NaN and infinite numbers are written as
+    null (strict JSON)."""
+    text = json.dumps(_finite(res), indent=1, allow_nan=False)
     paths = []
     for name in ("results.json", f"{res['meta']['device']}-{res['meta']['date']}.json"):
         path = os.path.join(folder, name)
@@ -73,7 +95,11 @@ def table(res):
 
 def plot(res, folder):
     """Time vs N (log-log), GFLOP/s vs N and peak memory vs N (log-log), one figure per dtype and metric."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError(f"the plots need matplotlib ({err}); install it, or write the JSON only with "
+                          "write(..., plots=False)") from None
 
     matplotlib.use("Agg")                                   # files only, no display needed
     import matplotlib.pyplot as plt

@@ -36,14 +36,18 @@ import ctypes
 import datetime
 import fnmatch
 import gc
+import importlib.util
 import math
 import os
 import platform
 import sys
+import tempfile
 import time
 import tracemalloc
 
 import numpy as np
+
+from .. import _checks
 
 SCHEMA = 1
 IMPLS = (
@@ -369,50 +373,160 @@ def _heads_for(n, heads):
     return max(1, (1024 // n) ** 2) if heads == "auto" else int(heads)
 
 
+PROG = "python -m attnbook.bench"
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _fail(message):
+    """End the command line with one line on stderr, ``python -m attnbook.bench: error: ...``, and exit status 2 (as
+    argparse does, without the usage block above it: the message says what to change, ``--help`` says the rest)."""
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    raise SystemExit(2)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        _fail(message)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _sizes(text):
+    items = text.split(",")
+    try:
+        sizes = [_positive_int(x) for x in items]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas (e.g. 256,1024), got "
+                                         f"{text!r}") from None
+    if len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"{text!r} repeats a size")
+    return sizes
+
+
+def _heads(text):
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {text!r}") from None
+
+
+def _names(choices, what):
+    def parse(text):
+        names = text.split(",")
+        unknown = [n for n in names if n not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(map(repr, unknown))}; choose from "
+                                             f"{', '.join(choices)}")
+        return list(dict.fromkeys(names))
+    return parse
+
+
+def _patterns(text):
+    patterns = text.split(",")
+    for pat in patterns:
+        if not any(fnmatch.fnmatchcase(n, pat) or n == pat for n in IMPLS):
+            raise argparse.ArgumentTypeError(f"{pat!r} matches no implementation; the names are {', '.join(IMPLS)}")
+    return patterns
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
+    if not value > 0:                                   # NaN too: it would compare false and skip nothing
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _installed(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):                   # a broken install, or a module set to None
+        return False
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        prog="python -m attnbook.bench",
+    """Parse and check the command line; a bad argument ends the program with one line on stderr (exit status 2)
+    before anything is imported or timed."""
+    p = _Parser(
+        prog=PROG,
         description="Time attnbook's attention against each framework's own, interleaved, in one process; "
-                    "write results.json and plots.")
-    p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                    "write results.json and plots. A bad argument ends with one line on stderr and exit status 2, "
+                    "before anything is timed.")
+    p.add_argument("--sizes", type=_sizes, default=None,
                    help="comma-separated sequence lengths N (default 256,1024,4096,16384)")
-    p.add_argument("--d", type=int, default=None, help="head size d (default 64 on CPU, 128 on CUDA)")
-    p.add_argument("--batch", type=int, default=1, help="batch size B (default 1)")
-    p.add_argument("--heads", default="auto",
+    p.add_argument("--d", type=_positive_int, default=None, help="head size d (default 64 on CPU, 128 on CUDA)")
+    p.add_argument("--batch", type=_positive_int, default=1, help="batch size B (default 1)")
+    p.add_argument("--heads", type=_heads, default="auto",
                    help="heads H, or 'auto' (default): (1024 // N)**2 so that small N is not only call overhead")
-    p.add_argument("--dtypes", type=lambda s: s.split(","), default=None,
-                   help="comma-separated dtypes (default float32 on CPU, bfloat16,float16 on CUDA)")
-    p.add_argument("--frameworks", type=lambda s: s.split(","), default=list(FRAMEWORKS),
+    p.add_argument("--dtypes", type=_names(DTYPES, "dtypes"), default=None,
+                   help=f"comma-separated dtypes among {','.join(DTYPES)} (default float32 on CPU, bfloat16,float16 "
+                        "on CUDA)")
+    p.add_argument("--frameworks", type=_names(FRAMEWORKS, "frameworks"), default=list(FRAMEWORKS),
                    help="comma-separated subset of numpy,torch,tensorflow (default all)")
-    p.add_argument("--impls", type=lambda s: s.split(","), default=None,
+    p.add_argument("--impls", type=_patterns, default=None,
                    help="comma-separated implementation names or glob patterns, e.g. 'torch/*,numpy/plain'")
-    p.add_argument("--repeats", type=int, default=5, help="timed calls per implementation and size (default 5)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
+    p.add_argument("--repeats", type=_positive_int, default=None,
+                   help="timed calls per implementation and size (default 5, 2 with --quick)")
+    p.add_argument("--warmup", type=_count, default=None, help="untimed calls first (default 1, 0 with --quick)")
     p.add_argument("--causal", action="store_true", help="causal attention (GFLOP/s then count half the work)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto (default): CUDA when torch sees a GPU; NumPy rows always run on the CPU")
-    p.add_argument("--out", default="bench-results", help="output folder (default ./bench-results)")
-    p.add_argument("--no-plots", action="store_true", help="write results.json only")
-    p.add_argument("--max-seconds", type=float, default=120.0,
+    p.add_argument("--out", default="bench-results",
+                   help="output folder (default ./bench-results), created if needed; checked to be writable first")
+    p.add_argument("--no-plots", action="store_true",
+                   help="write results.json only. Without matplotlib installed the plots are skipped too: the JSON "
+                        "is written and one line on stderr says so (exit status 0)")
+    p.add_argument("--max-seconds", type=_seconds, default=120.0,
                    help="skip an implementation at a size where its last time, scaled by N^2, predicts more than "
-                        "this many seconds per call (default 120)")
+                        "this many seconds per call (default 120; inf: never skip)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke test: N = 64,128, one head, 2 repeats, no warm-up, small GEMM")
     args = p.parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if _cuda_available() else "cpu"
+    elif args.device == "cuda" and not _cuda_available():
+        _fail("--device cuda: torch sees no CUDA GPU (or torch is not installed); use --device cpu")
     if args.quick:
         args.sizes = args.sizes or [64, 128]
-        args.repeats, args.warmup = 2, 0
-        args.heads = "1" if args.heads == "auto" else args.heads
+        args.heads = 1 if args.heads == "auto" else args.heads
+    args.repeats = args.repeats or (2 if args.quick else 5)
+    args.warmup = (0 if args.quick else 1) if args.warmup is None else args.warmup
     args.sizes = args.sizes or [256, 1024, 4096, 16384]
     args.d = args.d or (128 if args.device == "cuda" else 64)
     args.dtypes = args.dtypes or (["bfloat16", "float16"] if args.device == "cuda" else ["float32"])
-    if args.repeats < 1 or args.warmup < 0:
-        p.error("--repeats must be >= 1 and --warmup >= 0")
-    unknown = set(args.frameworks) - set(FRAMEWORKS)
-    if unknown:
-        p.error(f"unknown frameworks {sorted(unknown)}; choose from {', '.join(FRAMEWORKS)}")
+    missing = [f for f in args.frameworks if f != "numpy" and not _installed(f)]
+    if missing:
+        _fail(f"--frameworks {','.join(missing)}: not installed; leave {'it' if len(missing) == 1 else 'them'} out")
+    for n in args.sizes:
+        # Inputs (float32), their dtype-rounded float64 copies and the float64 reference, for the largest size
+        # first: a size beyond the memory would fail after minutes of timing, in an allocator.
+        elements = args.batch * _heads_for(n, args.heads) * n * args.d
+        try:
+            _checks.fits_in_memory(f"--sizes {n} (B = {args.batch}, d = {args.d})", elements * (3 * 4 + 3 * 8 + 8))
+        except ValueError as err:
+            _fail(str(err))
     return args
 
 
@@ -612,13 +726,33 @@ def checks(res):
     return found
 
 
+def _check_out(folder):
+    """Create ``--out`` and prove it writable now, not after the run."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        _fail(f"--out {folder}: is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        _fail(f"--out {folder}: cannot write there ({err.strerror or err})")
+
+
 def main(argv=None):
+    """The command line: parse and check the arguments, run, write ``results.json`` (and plots), print the table."""
     args = parse_args(argv)
     from . import report
 
+    if not _selected(args):
+        _fail(f"nothing to run: no implementation of --frameworks {','.join(args.frameworks)} matches --impls "
+              f"{','.join(args.impls or ['*'])} on {args.device} (FLASH, EFFICIENT and CUDNN need --device cuda)")
+    _check_out(args.out)
+    plots = not args.no_plots and report.can_plot()
     res = run(args)
-    os.makedirs(args.out, exist_ok=True)
-    paths = report.write(res, args.out, plots=not args.no_plots)
+    paths = report.write(res, args.out, plots=plots)
     print(report.table(res))
     print("wrote " + ", ".join(paths))
+    if plots != (not args.no_plots):
+        sys.stderr.write(f"{PROG}: plots skipped: matplotlib is not installed (pip install matplotlib, or pass "
+                         "--no-plots)\n")
     return res

@@ -64,7 +64,7 @@ class Corpus:
         for d in self.documents:
             if d.id == doc_id:
                 return d
-        raise KeyError(doc_id)
+        raise KeyError(f"no document has the id {doc_id!r} (ids are strings such as 'cook-01'; see Corpus.ids)")
 
 
 def load_corpus() -> Corpus:

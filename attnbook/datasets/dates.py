@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _checks, _spec
+
 __all__ = [
     "DatePair", "FORMATS", "LANGUAGES", "INTERVALS", "CharVocab", "source_vocab", "target_vocab", "render",
     "render_interval", "generate",
@@ -171,13 +173,46 @@ def render(date, fmt):
     >>> render(datetime.date(2026, 11, 21), "en_weekday_the_dth_of_month_y")
     'Saturday, the 21st of November 2026'
     """
-    if fmt not in _BY_NAME:
+    date = _date("date", date)
+    if not isinstance(fmt, str) or fmt not in _BY_NAME:
         raise ValueError(f"unknown format {fmt!r}; the names are listed in attnbook.datasets.dates.FORMATS")
     lang, template = _BY_NAME[fmt]
     return template.format(**_fields(date, lang))
 
 
+def _date(name, value):
+    """A ``datetime.date`` (a ``datetime.datetime`` counts as its date)."""
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if not isinstance(value, datetime.date):
+        raise TypeError(f"{name} must be a datetime.date, got {value!r}")
+    return value
+
+
+def _names(name, value):
+    """A list of names from a list/tuple of strings; one string is refused (its characters are not names)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError(f"{name} must be a list of names, not a string (write [{value!r}])")
+    return _checks.texts(name, value, single=False)
+
+
+def _check_draw(min_len, max_len, start, end, intervals):
+    """The arguments ``generate`` and ``make_splits`` share; returns them checked."""
+    min_len = _checks.count("min_len", min_len)
+    if max_len is not None:
+        max_len = _checks.count("max_len", max_len)
+        if max_len < min_len:
+            raise ValueError(f"max_len = {max_len} is below min_len = {min_len}: no source could be kept")
+    start, end = _date("start", start), _date("end", end)
+    if start > end:
+        raise ValueError(f"start {start} is after end {end}")
+    return min_len, max_len, start, end, _checks.probability("intervals", intervals)
+
+
 def _select_formats(formats, languages, start, end):
+    formats, languages = _names("formats", formats), _names("languages", languages)
     names = [name for name, _, _ in FORMATS] if formats is None else list(formats)
     for name in names:
         if name not in _BY_NAME:
@@ -207,9 +242,16 @@ def render_interval(first, last, fmt, connector=0, fmt_last=None):
     'vom 21. November 2026 bis 3. März 2027'
     """
     fmt_last = fmt if fmt_last is None else fmt_last
-    lang = _BY_NAME[fmt][0] if fmt in _BY_NAME else None
-    if lang is None or fmt_last not in _BY_NAME or _BY_NAME[fmt_last][0] != lang:
+    lang = _BY_NAME[fmt][0] if isinstance(fmt, str) and fmt in _BY_NAME else None
+    if lang is None or not isinstance(fmt_last, str) or fmt_last not in _BY_NAME or _BY_NAME[fmt_last][0] != lang:
         raise ValueError(f"formats {fmt!r} and {fmt_last!r} must be known and of the same language")
+    first, last = _date("first", first), _date("last", last)
+    if first > last:
+        raise ValueError(f"first {first} is after last {last}: a range runs forwards")
+    n = len(INTERVALS[lang])
+    connector = _spec.check_integer("connector", connector, what=f"an integer in [0, {n}) for language {lang!r}")
+    if connector >= n:
+        raise ValueError(f"connector must be an integer in [0, {n}) for language {lang!r}, got {connector}")
     return INTERVALS[lang][connector].format(a=render(first, fmt), b=render(last, fmt_last))
 
 
@@ -237,12 +279,17 @@ def generate(n, *, seed=0, formats=None, languages=None, min_len=1, max_len=None
         intervals: probability in ``[0, 1]`` that an example is a date range.
 
     Raises:
-        ValueError: unknown format or language, an empty date range, or a length range no format can produce.
+        ValueError: unknown format or language, an empty date range, ``max_len < min_len``, a length range no
+            format can produce, a negative ``n``, ``seed``, ``min_len`` or ``max_len``, ``intervals`` outside
+            ``[0, 1]``.
+        TypeError: a number that is not an integer where one is needed (NumPy integers are fine), ``formats`` or
+            ``languages`` given as one string instead of a list, dates that are not ``datetime.date`` (a
+            ``datetime.datetime`` counts as its date), ``unique`` not a bool.
     """
-    if start > end:
-        raise ValueError(f"start {start} is after end {end}")
-    if not 0 <= intervals <= 1:
-        raise ValueError(f"intervals must be a probability in [0, 1], got {intervals!r}")
+    n = _checks.count("n", n)
+    seed = _spec.check_integer("seed", seed)
+    min_len, max_len, start, end, intervals = _check_draw(min_len, max_len, start, end, intervals)
+    unique = _spec.check_flag("unique", unique)
     names = _select_formats(formats, languages, start, end)
     rng = np.random.default_rng(seed)
     return _draw(n, rng, names, np.arange(start.toordinal(), end.toordinal() + 1), min_len, max_len, unique,
@@ -255,7 +302,8 @@ def _draw(n, rng, names, ordinals, min_len, max_len, unique, exclude=frozenset()
     out, seen = [], set(exclude)
     tries, limit = 0, 200 * n + 10_000
     while len(out) < n:
-        size = 2 * (n - len(out)) + 16                  # draw in vectorised chunks, filter in Python
+        # Draw in vectorised chunks and filter in Python; a chunk is capped so that a huge n asks for no huge array.
+        size = min(2 * (n - len(out)) + 16, 1 << 20)
         days = rng.choice(ordinals, size=(size, 2))
         fmts = rng.integers(len(names), size=size)
         kinds = rng.random(size) < intervals
@@ -300,23 +348,29 @@ def make_splits(n_train, n_valid, n_test, *, seed=0, by="source", **kwargs):
     Returns:
         ``(train, valid, test)``.
     """
-    if by not in ("source", "date"):
-        raise ValueError(f"by must be 'source' or 'date', got {by!r}")
+    sizes = tuple(_checks.count(n, v) for n, v in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)))
+    seed = _spec.check_integer("seed", seed)
+    _checks.string("by", by, ("source", "date"))
     start, end = kwargs.pop("start", FIRST_DATE), kwargs.pop("end", LAST_DATE)
     min_len, max_len = kwargs.pop("min_len", 1), kwargs.pop("max_len", None)
     intervals = kwargs.pop("intervals", 0.0)
-    names = _select_formats(kwargs.pop("formats", None), kwargs.pop("languages", None), start, end)
+    formats, languages = kwargs.pop("formats", None), kwargs.pop("languages", None)
     if kwargs:
         raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+    min_len, max_len, start, end, intervals = _check_draw(min_len, max_len, start, end, intervals)
+    names = _select_formats(formats, languages, start, end)
     rng = np.random.default_rng(seed)
     ordinals = np.arange(start.toordinal(), end.toordinal() + 1)
-    sizes = (n_train, n_valid, n_test)
     if by == "date":
         # Give each split a share of the calendar proportional to its size (at least one day each).
         perm = rng.permutation(ordinals)
         total = max(sum(sizes), 1)
         cuts = np.cumsum([max(1, round(len(perm) * s / total)) for s in sizes[:-1]])
         pools = np.split(perm, cuts)
+        for split, size, pool in zip(("train", "valid", "test"), sizes, pools):
+            if size and not pool.size:
+                raise ValueError(f"the date range {start}..{end} ({len(ordinals)} days) is too short to give the "
+                                 f"{split} split days of its own (by='date'); widen it")
         return tuple(_draw(s, rng, names, pool, min_len, max_len, True, intervals=intervals)
                      for s, pool in zip(sizes, pools))
     splits, used = [], set()
@@ -339,14 +393,22 @@ class CharVocab:
     SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 
     def __init__(self, chars):
-        chars = list(dict.fromkeys(chars))              # unique, order kept
+        """``chars``: a string or an iterable of single characters; repeats are dropped, the order is kept."""
+        try:
+            chars = list(dict.fromkeys(chars))          # unique, order kept
+        except TypeError:
+            raise TypeError(f"chars must be a string or an iterable of single characters, got {chars!r}") from None
+        for c in chars:
+            if not isinstance(c, str) or len(c) != 1:
+                raise TypeError(f"chars must hold single characters (encode reads a text character by character), "
+                                f"got {c!r}")
         self.itos = list(self.SPECIALS) + chars
         self.stoi = {c: i for i, c in enumerate(self.itos)}
 
     @classmethod
     def from_texts(cls, texts):
-        """A vocabulary of the characters occurring in ``texts``, sorted."""
-        return cls(sorted(set("".join(texts))))
+        """A vocabulary of the characters occurring in ``texts`` (a list of strings), sorted."""
+        return cls(sorted(set("".join(_checks.texts("texts", texts, single=False)))))
 
     def __len__(self):
         return len(self.itos)
@@ -356,13 +418,24 @@ class CharVocab:
 
     def encode(self, text, *, bos=False, eos=True):
         """``text`` as a list of ids; characters outside the vocabulary become ``UNK``."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {text!r}")
+        bos, eos = _spec.check_flag("bos", bos), _spec.check_flag("eos", eos)
         ids = [self.stoi.get(c, self.UNK) for c in text]
         return ([self.BOS] if bos else []) + ids + ([self.EOS] if eos else [])
 
     def decode(self, ids):
-        """The string of ``ids`` (any integer sequence), up to the first EOS, without PAD and BOS."""
+        """The string of ``ids`` (a sequence of integer ids in ``[0, len(self))``; negative ids are refused, not
+        read from the end), up to the first EOS, without PAD and BOS."""
+        if isinstance(ids, str):
+            raise TypeError(f"ids must be a sequence of integer ids, not a string ({ids!r})")
+        h = _checks.host("ids", ids)
+        _checks.check_shape("ids", h, "(L,)")
+        if h.shape[0] == 0:                            # np.asarray([]) is float64: nothing to decode
+            return ""
+        _checks.check_ids("ids", h, len(self), "character ids")
         out = []
-        for i in (int(i) for i in ids):
+        for i in h.values.tolist():
             if i == self.EOS:
                 break
             if i not in (self.PAD, self.BOS):
@@ -376,9 +449,10 @@ class CharVocab:
             ``(ids, lengths)``: ``ids`` int64 ``(B, L)`` with ``L = length`` or the longest encoding, and
             ``lengths`` int64 ``(B,)``, the number of non-PAD ids of each row (BOS/EOS included).
         """
+        texts = _checks.texts("texts", texts, single=False)
         encoded = [self.encode(t, bos=bos, eos=eos) for t in texts]
         lengths = np.array([len(e) for e in encoded], dtype=np.int64)
-        width = int(lengths.max(initial=0)) if length is None else length
+        width = int(lengths.max(initial=0)) if length is None else _checks.count("length", length)
         if lengths.size and lengths.max() > width:
             raise ValueError(f"length={width} is shorter than the longest encoding ({lengths.max()})")
         ids = np.full((len(texts), width), self.PAD, dtype=np.int64)
@@ -388,10 +462,15 @@ class CharVocab:
 
     def decode_batch(self, ids):
         """``decode`` of each row of a ``(B, L)`` integer array."""
-        return [self.decode(row) for row in np.asarray(ids)]
+        h = _checks.host("ids", ids)
+        _checks.check_shape("ids", h, "(B, L)")
+        return [self.decode(row) for row in h.values]
 
     def tokens(self, text, *, eos=True):
         """The characters of ``text`` as display labels (plus ``"</s>"``), e.g. for heatmap tick labels."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {text!r}")
+        eos = _spec.check_flag("eos", eos)
         return list(text) + ([self.SPECIALS[self.EOS]] if eos else [])
 
 
@@ -420,10 +499,19 @@ def encode_pairs(pairs, src_vocab=None, tgt_vocab=None):
 
     ``src`` is ``(N, Lin)`` int64 (source characters + EOS, right-padded with PAD), ``src_lengths`` ``(N,)``,
     ``tgt`` ``(N, Lout)`` int64 (BOS + target characters + EOS, padded): teacher forcing feeds ``tgt[:, :-1]`` and
-    predicts ``tgt[:, 1:]``.
+    predicts ``tgt[:, 1:]``. ``pairs`` may also be ``(source, target)`` string pairs.
     """
     src_vocab = source_vocab() if src_vocab is None else src_vocab
     tgt_vocab = target_vocab() if tgt_vocab is None else tgt_vocab
-    src, src_lengths = src_vocab.encode_batch([p.source for p in pairs])
-    tgt, _ = tgt_vocab.encode_batch([p.target for p in pairs], bos=True)
+    for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
+        if not isinstance(vocab, CharVocab):
+            raise TypeError(f"{name} must be a CharVocab or None, got {type(vocab).__name__}")
+    if isinstance(pairs, str) or not hasattr(pairs, "__iter__"):
+        raise TypeError(f"pairs must be a list of DatePair, got {type(pairs).__name__}")
+    pairs = list(pairs)
+    for i, p in enumerate(pairs):
+        if not (isinstance(p, (tuple, list)) and len(p) >= 2 and isinstance(p[0], str) and isinstance(p[1], str)):
+            raise TypeError(f"pairs must hold DatePair (or (source, target) string pairs), got {p!r} at position {i}")
+    src, src_lengths = src_vocab.encode_batch([p[0] for p in pairs])
+    tgt, _ = tgt_vocab.encode_batch([p[1] for p in pairs], bos=True)
     return src, src_lengths, tgt

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _checks, _spec
+
 __all__ = ["DigitsSplit", "load", "patchify", "unpatchify", "patch_grid", "CLASSES"]
 
 #: Class ``k`` is the digit ``k``.
@@ -73,6 +75,9 @@ def load(seed=0, valid_fraction=0.15, test_fraction=0.2):
     """
     from sklearn.datasets import load_digits
 
+    seed = _spec.check_integer("seed", seed)
+    valid_fraction = _spec.check_real("valid_fraction", valid_fraction, "a number in [0, 1)")
+    test_fraction = _spec.check_real("test_fraction", test_fraction, "a number in (0, 1)")
     if not 0 < test_fraction < 1 or not 0 <= valid_fraction < 1 or valid_fraction + test_fraction >= 1:
         raise ValueError(f"need 0 < test_fraction, 0 <= valid_fraction and a sum below 1, got test_fraction = "
                          f"{test_fraction}, valid_fraction = {valid_fraction}")
@@ -84,6 +89,12 @@ def load(seed=0, valid_fraction=0.15, test_fraction=0.2):
     # The validation share is of the whole set, so take it from `rest` with the fraction rescaled.
     sub_train, sub_valid = _stratified_split(labels[rest], valid_fraction / (1 - test_fraction), rng)
     train, valid = rest[sub_train], rest[sub_valid]
+    # A share that rounds to no image in every class leaves a split empty: its statistics would be NaN.
+    for name, split, fraction in (("test", test, "test_fraction"), ("training", train, "1 - valid_fraction - "
+                                                                                      "test_fraction")):
+        if not split.size:
+            raise ValueError(f"the {name} set would be empty ({fraction} rounds to no image of any class); use "
+                             "fractions that leave each split some images")
     # Statistics of the training images only: the test set must not leak into the preprocessing.
     mean = float(images[train].mean())
     std = float(images[train].std())
@@ -96,8 +107,7 @@ def load(seed=0, valid_fraction=0.15, test_fraction=0.2):
 
 
 def _check_patch(height, width, patch):
-    if not isinstance(patch, (int, np.integer)) or isinstance(patch, bool) or patch < 1:
-        raise ValueError(f"patch must be a positive integer, got {patch!r}")
+    patch = _checks.positive_int("patch", patch)
     if height % patch or width % patch:
         raise ValueError(f"patch = {patch} must divide the image size {height}x{width}")
 
@@ -114,6 +124,8 @@ def patchify(images, patch):
         docstring), its pixels flattened row by row.
     """
     images = np.asarray(images)
+    if images.ndim < 2:
+        raise ValueError(f"images must have shape (..., H, W), got shape {images.shape}")
     *lead, height, width = images.shape
     _check_patch(height, width, patch)
     gh, gw = height // patch, width // patch
@@ -129,6 +141,11 @@ def unpatchify(patches, patch, height=None, width=None):
     a rectangular image.
     """
     patches = np.asarray(patches)
+    patch = _checks.positive_int("patch", patch)
+    if patches.ndim < 2:
+        raise ValueError(f"patches must have shape (..., N, p*p), got shape {patches.shape}")
+    height = None if height is None else _checks.positive_int("height", height)
+    width = None if width is None else _checks.positive_int("width", width)
     *lead, n, pp = patches.shape
     if pp != patch * patch:
         raise ValueError(f"patches have {pp} pixels each, expected patch * patch = {patch * patch}")
@@ -152,6 +169,7 @@ def unpatchify(patches, patch, height=None, width=None):
 
 def patch_grid(height, width, patch):
     """``(N, 2)`` integer array: the (row, column) of the top-left pixel of each patch, in patch order."""
+    height, width = _checks.positive_int("height", height), _checks.positive_int("width", width)
     _check_patch(height, width, patch)
     rows, cols = np.divmod(np.arange((height // patch) * (width // patch)), width // patch)
     return np.stack([rows * patch, cols * patch], axis=1)

@@ -10,19 +10,35 @@ from __future__ import annotations
 import numpy as np
 
 from .. import numpy as ab
-from . import Output
+from . import Output, check_device, check_eps, check_inputs, check_params, check_pool_mask
 
 __all__ = ["from_numpy", "layer_norm", "gelu", "embed", "self_attention", "encoder_layer", "forward", "mean_pool",
            "l2_normalize", "sentence_embeddings"]
 
 
 def from_numpy(params, device=None):
-    """The parameters as arrays of this framework (NumPy: unchanged). ``device`` is accepted for symmetry."""
+    """The parameters as arrays of this framework (NumPy: unchanged, after checking them). ``device`` is accepted
+    for symmetry with the other twins: None or ``"cpu"``."""
+    check_device(device, "numpy")
+    check_params(params, "numpy")
     return params
 
 
 def _as_array(x, dtype):
     return np.asarray(x, dtype=dtype)
+
+
+def _inputs(params, input_ids, attention_mask=None, token_type_ids=None):
+    """``(input_ids, attention_mask, token_type_ids)`` checked (:func:`attnbook.minilm.check_inputs`) as int64
+    arrays; the mask is all ones and the segment ids all zeros where they are not given."""
+    ids, mask, types = (None if a is None else _as_array(a, np.int64)
+                        for a in check_inputs(params, input_ids, attention_mask, token_type_ids, "numpy"))
+    return ids, np.ones_like(ids) if mask is None else mask, np.zeros_like(ids) if types is None else types
+
+
+def _pool_mask(hidden, attention_mask):
+    """``attention_mask (B, L)`` checked against ``hidden (B, L, D)``, as 0/1 in the dtype of ``hidden``."""
+    return _as_array(check_pool_mask(hidden, attention_mask, "numpy"), hidden.dtype)
 
 
 def _dense(x, w, b):
@@ -34,6 +50,7 @@ def _dense(x, w, b):
 def layer_norm(x, gamma, beta, eps=1e-12):
     """Normalise the last axis of ``x (..., D)`` to mean 0 and variance 1, then scale by ``gamma`` and shift by
     ``beta`` (both ``(D,)``). The variance is the biased one, as in BERT."""
+    eps = check_eps(eps)
     mean = x.mean(axis=-1, keepdims=True)
     var = np.square(x - mean).mean(axis=-1, keepdims=True)
     return (x - mean) / np.sqrt(var + eps) * gamma + beta
@@ -50,8 +67,7 @@ def gelu(x):
 def embed(params, input_ids, token_type_ids=None, eps=1e-12):
     """Token + position + segment embeddings, layer-normalised: ``(B, L)`` ids -> ``(B, L, D)``."""
     e = params["embeddings"]
-    input_ids = _as_array(input_ids, np.int64)
-    token_type_ids = np.zeros_like(input_ids) if token_type_ids is None else _as_array(token_type_ids, np.int64)
+    input_ids, _, token_type_ids = _inputs(params, input_ids, None, token_type_ids)
     length = input_ids.shape[1]
     x = e["word"][input_ids] + e["position"][:length] + e["token_type"][token_type_ids]   # (B, L, D)
     return layer_norm(x, e["norm"]["gamma"], e["norm"]["beta"], eps)
@@ -82,10 +98,8 @@ def encoder_layer(params, x, mask, num_heads, eps=1e-12):
 def forward(params, input_ids, attention_mask=None, token_type_ids=None, *, num_heads=12, eps=1e-12):
     """The whole encoder: ids ``(B, L)`` and a Hugging Face ``attention_mask (B, L)`` (1 = token, 0 = padding;
     ``None`` = no padding) -> :class:`attnbook.minilm.Output` with every layer's hidden states and weights."""
-    input_ids = _as_array(input_ids, np.int64)
-    if attention_mask is None:
-        attention_mask = np.ones_like(input_ids)
-    keep = ab.mask_from_keep(_as_array(attention_mask, np.int64))          # (B, L), True = real token
+    input_ids, attention_mask, token_type_ids = _inputs(params, input_ids, attention_mask, token_type_ids)
+    keep = ab.mask_from_keep(attention_mask)                                # (B, L), True = real token
     mask = keep[:, None, None, :]                                           # (B, 1, 1, L): mask padded keys
     x = embed(params, input_ids, token_type_ids, eps)
     hidden, attentions = [x], []
@@ -104,20 +118,19 @@ def mean_pool(hidden, attention_mask):
 
     This is attention pooling with fixed weights ``1 / n_b`` on the ``n_b`` tokens of text ``b`` and 0 on padding.
     """
-    m = _as_array(attention_mask, hidden.dtype)[:, :, None]                  # (B, L, 1)
+    m = _pool_mask(hidden, attention_mask)[:, :, None]                      # (B, L, 1)
     return (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
 
 
 def l2_normalize(x, eps=1e-12):
     """Divide each row of ``x (B, D)`` by its Euclidean norm (at least ``eps``), as ``torch.nn.functional.normalize``."""
+    eps = check_eps(eps)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
 def sentence_embeddings(params, input_ids, attention_mask=None, token_type_ids=None, *, num_heads=12, eps=1e-12):
     """What sentence-transformers computes for all-MiniLM-L6-v2: the last layer's token states, mean-pooled over
     real tokens, L2-normalised. Returns ``(B, D)`` unit vectors."""
-    input_ids = _as_array(input_ids, np.int64)
-    if attention_mask is None:
-        attention_mask = np.ones_like(input_ids)
+    input_ids, attention_mask, token_type_ids = _inputs(params, input_ids, attention_mask, token_type_ids)
     out = forward(params, input_ids, attention_mask, token_type_ids, num_heads=num_heads, eps=eps)
     return l2_normalize(mean_pool(out.last_hidden_state, attention_mask))

@@ -9,18 +9,24 @@ import torch
 import torch.nn.functional as F
 
 from .. import torch as ab
-from . import Output
+from . import Output, check_device, check_eps, check_inputs, check_params, check_pool_mask
 
 __all__ = ["from_numpy", "layer_norm", "gelu", "embed", "self_attention", "encoder_layer", "forward", "mean_pool",
            "l2_normalize", "sentence_embeddings"]
 
 
 def from_numpy(params, device=None):
-    """The nested NumPy parameter dict as torch tensors on ``device`` (default: the CPU)."""
+    """The nested NumPy parameter dict (checked first) as torch tensors on ``device`` (default: the CPU)."""
+    device = check_device(device, "torch")
+    check_params(params, "numpy")
+    return _convert(params, device)
+
+
+def _convert(params, device):
     if isinstance(params, dict):
-        return {k: from_numpy(v, device) for k, v in params.items()}
+        return {k: _convert(v, device) for k, v in params.items()}
     if isinstance(params, (list, tuple)):
-        return [from_numpy(v, device) for v in params]
+        return [_convert(v, device) for v in params]
     return torch.as_tensor(params, device=device)
 
 
@@ -32,9 +38,23 @@ def _as_tensor(x, device, dtype=torch.long):
     return torch.as_tensor(x, dtype=dtype, device=device)
 
 
+def _inputs(params, input_ids, attention_mask=None, token_type_ids=None):
+    """``(input_ids, attention_mask, token_type_ids)`` checked (:func:`attnbook.minilm.check_inputs`) as int64
+    tensors on the parameters' device; the mask is all ones and the segment ids all zeros where not given."""
+    checked = check_inputs(params, input_ids, attention_mask, token_type_ids, "torch")
+    ids, mask, types = (None if a is None else _as_tensor(a, _device(params)) for a in checked)
+    return ids, torch.ones_like(ids) if mask is None else mask, torch.zeros_like(ids) if types is None else types
+
+
+def _pool_mask(hidden, attention_mask):
+    """``attention_mask (B, L)`` checked against ``hidden (B, L, D)``, as 0/1 in the dtype of ``hidden``."""
+    return _as_tensor(check_pool_mask(hidden, attention_mask, "torch"), hidden.device, hidden.dtype)
+
+
 def layer_norm(x, gamma, beta, eps=1e-12):
     """Normalise the last axis of ``x (..., D)`` to mean 0 and variance 1, then scale by ``gamma`` and shift by
     ``beta`` (both ``(D,)``). The variance is the biased one, as in BERT."""
+    eps = check_eps(eps)
     mean = x.mean(dim=-1, keepdim=True)
     var = (x - mean).square().mean(dim=-1, keepdim=True)
     return (x - mean) / torch.sqrt(var + eps) * gamma + beta
@@ -49,9 +69,7 @@ def gelu(x):
 def embed(params, input_ids, token_type_ids=None, eps=1e-12):
     """Token + position + segment embeddings, layer-normalised: ``(B, L)`` ids -> ``(B, L, D)``."""
     e = params["embeddings"]
-    input_ids = _as_tensor(input_ids, _device(params))
-    token_type_ids = (torch.zeros_like(input_ids) if token_type_ids is None
-                      else _as_tensor(token_type_ids, input_ids.device))
+    input_ids, _, token_type_ids = _inputs(params, input_ids, None, token_type_ids)
     length = input_ids.shape[1]
     x = F.embedding(input_ids, e["word"]) + e["position"][:length] + F.embedding(token_type_ids, e["token_type"])
     return layer_norm(x, e["norm"]["gamma"], e["norm"]["beta"], eps)                    # (B, L, D)
@@ -84,9 +102,7 @@ def forward(params, input_ids, attention_mask=None, token_type_ids=None, *, num_
     """The whole encoder: ids ``(B, L)`` and a Hugging Face ``attention_mask (B, L)`` (1 = token, 0 = padding;
     ``None`` = no padding) -> :class:`attnbook.minilm.Output` with every layer's hidden states and weights.
     Inputs may be NumPy arrays or tensors; they are moved to the parameters' device. Inference only (no grad)."""
-    device = _device(params)
-    input_ids = _as_tensor(input_ids, device)
-    attention_mask = torch.ones_like(input_ids) if attention_mask is None else _as_tensor(attention_mask, device)
+    input_ids, attention_mask, token_type_ids = _inputs(params, input_ids, attention_mask, token_type_ids)
     keep = ab.mask_from_keep(attention_mask)                                # (B, L), True = real token
     mask = keep[:, None, None, :]                                           # (B, 1, 1, L): mask padded keys
     x = embed(params, input_ids, token_type_ids, eps)
@@ -106,20 +122,19 @@ def mean_pool(hidden, attention_mask):
 
     This is attention pooling with fixed weights ``1 / n_b`` on the ``n_b`` tokens of text ``b`` and 0 on padding.
     """
-    m = _as_tensor(attention_mask, hidden.device, hidden.dtype)[:, :, None]   # (B, L, 1)
+    m = _pool_mask(hidden, attention_mask)[:, :, None]                      # (B, L, 1)
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1e-9)
 
 
 def l2_normalize(x, eps=1e-12):
     """Divide each row of ``x (B, D)`` by its Euclidean norm (at least ``eps``), as ``torch.nn.functional.normalize``."""
+    eps = check_eps(eps)
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(eps)
 
 
 def sentence_embeddings(params, input_ids, attention_mask=None, token_type_ids=None, *, num_heads=12, eps=1e-12):
     """What sentence-transformers computes for all-MiniLM-L6-v2: the last layer's token states, mean-pooled over
     real tokens, L2-normalised. Returns ``(B, D)`` unit vectors."""
-    input_ids = _as_tensor(input_ids, _device(params))
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
+    input_ids, attention_mask, token_type_ids = _inputs(params, input_ids, attention_mask, token_type_ids)
     out = forward(params, input_ids, attention_mask, token_type_ids, num_heads=num_heads, eps=eps)
     return l2_normalize(mean_pool(out.last_hidden_state, attention_mask))

@@ -14,7 +14,9 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from ..tensorflow import AdditiveAttention, padding_mask
-from . import crop_translations, exact_match, epoch_batches, init_params, param_shapes
+from .. import _params
+from . import (check_decode, check_pairs, check_source, check_target, check_training, check_translation,
+               crop_translations, epoch_batches, exact_match, init_params, param_shapes)
 
 __all__ = ["Seq2Seq", "train", "translate", "evaluate", "exact_match"]
 
@@ -47,10 +49,14 @@ class Seq2Seq(keras.Model):
     def __init__(self, src_vocab_size, tgt_vocab_size, *, embed_dim=32, hidden_dim=64, attention_dim=64,
                  attention=True, seed=0):
         super().__init__()
-        e, h = embed_dim, hidden_dim
-        self.use_attention = attention
-        self.shapes = param_shapes(src_vocab_size, tgt_vocab_size, embed_dim=e, hidden_dim=h,
+        self.shapes = param_shapes(src_vocab_size, tgt_vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim,
                                    attention_dim=attention_dim, attention=attention)
+        init = init_params(self.shapes, seed)
+        # The checked sizes from here on: Python ints and bools whatever NumPy scalars came in.
+        (src_vocab_size, e), (tgt_vocab_size, _), (h,) = (self.shapes[k] for k in ("src_embedding", "tgt_embedding",
+                                                                                    "bridge_b"))
+        self.use_attention = attention = "att_v" in self.shapes
+        attention_dim = self.shapes["att_v"][0] if attention else attention_dim
         self.src_embedding = keras.layers.Embedding(src_vocab_size, e)
         self.tgt_embedding = keras.layers.Embedding(tgt_vocab_size, e)
         # reset_after=True is PyTorch's GRU: the reset gate multiplies the recurrent term *with* its bias.
@@ -67,7 +73,14 @@ class Seq2Seq(keras.Model):
         self.bridge.build((None, 2 * h))
         self.cell.build((None, e + 2 * h))
         self.out.build((None, 3 * h + e))
-        self.set_params(init_params(self.shapes, seed))
+        self.set_params(init)
+
+    def __call__(self, src, src_lengths, tgt_in, *args, **kwargs):
+        # Keras rewrites an error raised inside `call` into a message of its own: checking the inputs here raises
+        # the PyTorch twin's error, unchanged.
+        check_source(self.shapes, src, src_lengths)
+        check_target(self.shapes, tgt_in, src)
+        return super().__call__(src, src_lengths, tgt_in, *args, **kwargs)
 
     def encode(self, src, src_lengths):
         """Read the source.
@@ -80,6 +93,7 @@ class Seq2Seq(keras.Model):
             ``annotations (B, Lin, 2H)``, ``summary (B, 2H)`` (the last forward and the first backward state) and
             ``mask (B, Lin)``, True on real positions.
         """
+        check_source(self.shapes, src, src_lengths)         # ids < Vs and 1 <= lengths <= Lin, else ValueError
         width = src.shape[1]                      # static: padding_mask wants a Python int
         x = self.src_embedding(src)                                          # (B, Lin, E)
         j, n = tf.range(width, dtype=src_lengths.dtype)[None, :], src_lengths[:, None]
@@ -122,6 +136,7 @@ class Seq2Seq(keras.Model):
 
         Returns ``logits (B, Lout, Vt)`` and the weights ``(B, Lout, Lin)`` (``None`` without attention).
         """
+        check_target(self.shapes, tgt_in, src)
         annotations, summary, mask = self.encode(src, src_lengths)
         state = tf.tanh(self.bridge(summary))                                # s_0  (B, H)
         logits, weights = [], []
@@ -137,6 +152,7 @@ class Seq2Seq(keras.Model):
         Returns ``tokens (B, max_len)`` int64 and the weights ``(B, max_len, Lin)`` (``None`` without attention).
         Rows keep decoding after their EOS (the batch runs in lockstep); decoding stops at the first EOS.
         """
+        max_len, bos_id, eos_id = check_decode(self.shapes, max_len, bos_id, eos_id)
         annotations, summary, mask = self.encode(src, src_lengths)
         state = tf.tanh(self.bridge(summary))
         y = tf.fill(tf.shape(src)[:1], tf.constant(bos_id, tf.int64))
@@ -166,15 +182,9 @@ class Seq2Seq(keras.Model):
         return {k: np.array(out[k], dtype=np.float32) for k in self.shapes}
 
     def set_params(self, params):
-        """Load a dict in the format of :meth:`get_params` (for example from the PyTorch twin)."""
-        missing, unknown = set(self.shapes) - set(params), set(params) - set(self.shapes)
-        if missing or unknown:
-            raise ValueError(f"params: missing {sorted(missing)}, unknown {sorted(unknown)}")
-        p = {}
-        for k, shape in self.shapes.items():
-            p[k] = np.asarray(params[k], dtype=np.float32)
-            if p[k].shape != shape:
-                raise ValueError(f"params['{k}'] must have shape {shape}, got {p[k].shape}")
+        """Load a dict in the format of :meth:`get_params` (for example from the PyTorch twin): exactly its keys,
+        its shapes, and arrays of real numbers (``TypeError`` for complex, boolean, string or object arrays)."""
+        p = {k: v.astype(np.float32) for k, v in _params.check_set(self.shapes, params).items()}
         self.src_embedding.embeddings.assign(p["src_embedding"])
         self.tgt_embedding.embeddings.assign(p["tgt_embedding"])
         self.bridge.kernel.assign(p["bridge_w"])
@@ -189,6 +199,11 @@ class Seq2Seq(keras.Model):
             cell.bias.assign(np.stack([_gates_to_keras(p[f"{prefix}_b_x"]), _gates_to_keras(p[f"{prefix}_b_h"])]))
         if self.use_attention:
             self.attention.set_params({k: p[f"att_{k}"] for k in ("w_query", "w_key", "v")})
+
+
+def _check_model(model):
+    if not isinstance(model, Seq2Seq):
+        raise TypeError(f"model must be an attnbook.seq2seq.tensorflow.Seq2Seq, got {type(model).__name__}")
 
 
 def _loss(logits, targets):
@@ -212,9 +227,11 @@ def train(model, src, src_lengths, tgt, *, epochs=3, batch_size=64, lr=3e-3, cli
         dict with ``loss`` (the loss of every step, a list of floats) and ``seconds`` (wall-clock training time,
         graph tracing included).
     """
+    _check_model(model)
+    src, src_lengths, tgt = check_training(model.shapes, src, src_lengths, tgt, epochs=epochs,
+                                           batch_size=batch_size, lr=lr, clip=clip, seed=seed, desc=desc)
     rng = np.random.default_rng(seed)
     opt = keras.optimizers.Adam(learning_rate=lr, global_clipnorm=clip)
-    src, src_lengths, tgt = (np.asarray(a, dtype=np.int64) for a in (src, src_lengths, tgt))
 
     @tf.function
     def step(s, sl, t):
@@ -246,6 +263,8 @@ def translate(model, texts, src_vocab, tgt_vocab, *, max_len=24, batch_size=500)
         ``(len(prediction) + 1, len(text) + 1)`` (the ``+ 1`` are the EOS tokens) as NumPy arrays, or ``None``
         for each text without attention.
     """
+    _check_model(model)
+    texts = check_translation(model.shapes, texts, src_vocab, tgt_vocab, max_len, batch_size)
     width = max((len(t) for t in texts), default=0) + 1       # one padded width for all chunks: one trace
     decode = tf.function(lambda s, sl: model.greedy_decode(s, sl, max_len, tgt_vocab.BOS, tgt_vocab.EOS),
                          input_signature=[tf.TensorSpec((None, width), tf.int64), tf.TensorSpec((None,), tf.int64)])
@@ -261,6 +280,10 @@ def translate(model, texts, src_vocab, tgt_vocab, *, max_len=24, batch_size=500)
 
 
 def evaluate(model, pairs, src_vocab, tgt_vocab, **kwargs):
-    """Exact-match accuracy of greedy translations of a list of ``DatePair`` (or ``(source, target)`` tuples)."""
-    preds, _ = translate(model, [p[0] for p in pairs], src_vocab, tgt_vocab, **kwargs)
-    return exact_match(preds, [p[1] for p in pairs])
+    """Exact-match accuracy of greedy translations of a list of ``DatePair`` (or ``(source, target)`` tuples);
+    ``ValueError`` for an empty list (see :func:`attnbook.seq2seq.exact_match`)."""
+    sources, targets = check_pairs(pairs)
+    if not sources:
+        raise ValueError("pairs is empty: an accuracy over no example is undefined")
+    preds, _ = translate(model, sources, src_vocab, tgt_vocab, **kwargs)
+    return exact_match(preds, targets)

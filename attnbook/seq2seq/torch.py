@@ -15,7 +15,9 @@ from tqdm import tqdm
 
 from .. import devices
 from ..torch import AdditiveAttention, padding_mask
-from . import crop_translations, exact_match, epoch_batches, init_params, param_shapes
+from .. import _params
+from . import (check_decode, check_pairs, check_source, check_target, check_training, check_translation,
+               crop_translations, epoch_batches, exact_match, init_params, param_shapes)
 
 __all__ = ["Seq2Seq", "train", "translate", "evaluate", "exact_match"]
 
@@ -37,10 +39,14 @@ class Seq2Seq(torch.nn.Module):
     def __init__(self, src_vocab_size, tgt_vocab_size, *, embed_dim=32, hidden_dim=64, attention_dim=64,
                  attention=True, seed=0):
         super().__init__()
-        e, h = embed_dim, hidden_dim
-        self.use_attention = attention
-        self.shapes = param_shapes(src_vocab_size, tgt_vocab_size, embed_dim=e, hidden_dim=h,
+        self.shapes = param_shapes(src_vocab_size, tgt_vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim,
                                    attention_dim=attention_dim, attention=attention)
+        init = init_params(self.shapes, seed)
+        # The checked sizes from here on: Python ints and bools whatever NumPy scalars came in.
+        (src_vocab_size, e), (tgt_vocab_size, _), (h,) = (self.shapes[k] for k in ("src_embedding", "tgt_embedding",
+                                                                                    "bridge_b"))
+        self.use_attention = attention = "att_v" in self.shapes
+        attention_dim = self.shapes["att_v"][0] if attention else attention_dim
         self.src_embedding = torch.nn.Embedding(src_vocab_size, e)
         self.tgt_embedding = torch.nn.Embedding(tgt_vocab_size, e)
         self.encoder_fwd = torch.nn.GRU(e, h, batch_first=True)
@@ -49,7 +55,7 @@ class Seq2Seq(torch.nn.Module):
         self.cell = torch.nn.GRUCell(e + 2 * h, h)
         self.attention = AdditiveAttention(h, 2 * h, attention_dim) if attention else None
         self.out = torch.nn.Linear(3 * h + e, tgt_vocab_size)
-        self.set_params(init_params(self.shapes, seed))
+        self.set_params(init)
         self.to(devices.torch_device())
 
     @property
@@ -67,6 +73,7 @@ class Seq2Seq(torch.nn.Module):
             ``annotations (B, Lin, 2H)``, ``summary (B, 2H)`` (the last forward and the first backward state) and
             ``mask (B, Lin)``, True on real positions.
         """
+        check_source(self.shapes, src, src_lengths)         # ids < Vs and 1 <= lengths <= Lin, else ValueError
         b, width = src.shape
         x = self.src_embedding(src)                                          # (B, Lin, E)
         j, n = torch.arange(width, device=src.device)[None, :], src_lengths[:, None]
@@ -109,6 +116,7 @@ class Seq2Seq(torch.nn.Module):
 
         Returns ``logits (B, Lout, Vt)`` and the weights ``(B, Lout, Lin)`` (``None`` without attention).
         """
+        check_target(self.shapes, tgt_in, src)
         annotations, summary, mask = self.encode(src, src_lengths)
         state = torch.tanh(self.bridge(summary))                             # s_0  (B, H)
         logits, weights = [], []
@@ -125,6 +133,7 @@ class Seq2Seq(torch.nn.Module):
         Returns ``tokens (B, max_len)`` int64 and the weights ``(B, max_len, Lin)`` (``None`` without attention).
         Rows keep decoding after their EOS (the batch runs in lockstep); decoding stops at the first EOS.
         """
+        max_len, bos_id, eos_id = check_decode(self.shapes, max_len, bos_id, eos_id)
         annotations, summary, mask = self.encode(src, src_lengths)
         state = torch.tanh(self.bridge(summary))
         y = torch.full((src.shape[0],), bos_id, dtype=torch.int64, device=src.device)
@@ -152,15 +161,9 @@ class Seq2Seq(torch.nn.Module):
 
     @torch.no_grad()
     def set_params(self, params):
-        """Load a dict in the format of :meth:`get_params` (for example from the TensorFlow twin)."""
-        missing, unknown = set(self.shapes) - set(params), set(params) - set(self.shapes)
-        if missing or unknown:
-            raise ValueError(f"params: missing {sorted(missing)}, unknown {sorted(unknown)}")
-        p = {}
-        for k, shape in self.shapes.items():
-            p[k] = torch.as_tensor(np.asarray(params[k], dtype=np.float32))
-            if tuple(p[k].shape) != shape:
-                raise ValueError(f"params['{k}'] must have shape {shape}, got {tuple(p[k].shape)}")
+        """Load a dict in the format of :meth:`get_params` (for example from the TensorFlow twin): exactly its keys,
+        its shapes, and arrays of real numbers (``TypeError`` for complex, boolean, string or object arrays)."""
+        p = {k: torch.as_tensor(v.astype(np.float32)) for k, v in _params.check_set(self.shapes, params).items()}
         self.src_embedding.weight.copy_(p["src_embedding"])
         self.tgt_embedding.weight.copy_(p["tgt_embedding"])
         self.bridge.weight.copy_(p["bridge_w"].T)
@@ -175,6 +178,11 @@ class Seq2Seq(torch.nn.Module):
             getattr(gru, f"bias_hh{sfx}").copy_(p[f"{prefix}_b_h"])
         if self.use_attention:
             self.attention.set_params({k: p[f"att_{k}"] for k in ("w_query", "w_key", "v")})
+
+
+def _check_model(model):
+    if not isinstance(model, Seq2Seq):
+        raise TypeError(f"model must be an attnbook.seq2seq.torch.Seq2Seq, got {type(model).__name__}")
 
 
 def _tensors(device, *arrays):
@@ -194,6 +202,9 @@ def train(model, src, src_lengths, tgt, *, epochs=3, batch_size=64, lr=3e-3, cli
     Returns:
         dict with ``loss`` (the loss of every step, a list of floats) and ``seconds`` (wall-clock training time).
     """
+    _check_model(model)
+    src, src_lengths, tgt = check_training(model.shapes, src, src_lengths, tgt, epochs=epochs,
+                                           batch_size=batch_size, lr=lr, clip=clip, seed=seed, desc=desc)
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     src_t, len_t, tgt_t = _tensors(model.device, src, src_lengths, tgt)
@@ -226,6 +237,8 @@ def translate(model, texts, src_vocab, tgt_vocab, *, max_len=24, batch_size=500)
         ``(len(prediction) + 1, len(text) + 1)`` (the ``+ 1`` are the EOS tokens) as NumPy arrays, or ``None``
         for each text without attention.
     """
+    _check_model(model)
+    texts = check_translation(model.shapes, texts, src_vocab, tgt_vocab, max_len, batch_size)
     preds, weights = [], []
     model.eval()
     for i in range(0, len(texts), batch_size):
@@ -240,6 +253,10 @@ def translate(model, texts, src_vocab, tgt_vocab, *, max_len=24, batch_size=500)
 
 
 def evaluate(model, pairs, src_vocab, tgt_vocab, **kwargs):
-    """Exact-match accuracy of greedy translations of a list of ``DatePair`` (or ``(source, target)`` tuples)."""
-    preds, _ = translate(model, [p[0] for p in pairs], src_vocab, tgt_vocab, **kwargs)
-    return exact_match(preds, [p[1] for p in pairs])
+    """Exact-match accuracy of greedy translations of a list of ``DatePair`` (or ``(source, target)`` tuples);
+    ``ValueError`` for an empty list (see :func:`attnbook.seq2seq.exact_match`)."""
+    sources, targets = check_pairs(pairs)
+    if not sources:
+        raise ValueError("pairs is empty: an accuracy over no example is undefined")
+    preds, _ = translate(model, sources, src_vocab, tgt_vocab, **kwargs)
+    return exact_match(preds, targets)

@@ -22,10 +22,10 @@ import math
 
 import numpy as np
 
-from .. import _params
+from .. import _checks, _params, _spec
 
 __all__ = ["POSITIONS", "DEFAULTS", "config", "param_shapes", "init_params", "learning_rate", "batches",
-           "random_shift", "attention_rollout"]
+           "random_shift", "attention_rollout", "check_images", "check_labels", "check_evaluation", "check_training"]
 
 #: The kinds of position embedding: trained parameters, the fixed sinusoids of Vaswani et al. (2017), or none.
 POSITIONS = ("learned", "sinusoidal", "none")
@@ -38,26 +38,53 @@ DEFAULTS = dict(image_size=8, patch_size=2, num_classes=10, d_model=64, num_head
 LAYER_NORM_EPS = 1e-5
 
 
+_SIZES = ("image_size", "patch_size", "num_classes", "d_model", "num_heads", "num_layers", "mlp_dim")
+
+
 def config(**kwargs):
-    """The checked constructor arguments as a dict (defaults from :data:`DEFAULTS`); raises on bad values."""
+    """The checked constructor arguments as a dict (defaults from :data:`DEFAULTS`); raises on bad values.
+
+    Sizes are positive integers (NumPy integers too; ``TypeError`` for another type, ``ValueError`` below 1),
+    ``position`` one of :data:`POSITIONS`, ``dropout`` in ``[0, 1)``, ``seed`` a non-negative integer (block ``i``
+    is seeded with ``seed + i``, so ``seed + num_layers - 1`` must stay below 2**63). A configuration whose float32
+    parameters would not fit in this machine's memory is refused with ``ValueError`` before anything is allocated.
+    The values come back as Python ints and floats.
+    """
     unknown = sorted(set(kwargs) - set(DEFAULTS))
     if unknown:
         raise TypeError(f"unknown VisionTransformer arguments {unknown}")
     cfg = {**DEFAULTS, **kwargs}
-    for name in ("image_size", "patch_size", "num_classes", "d_model", "num_heads", "num_layers", "mlp_dim"):
-        value = cfg[name]
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for name in _SIZES:
+        cfg[name] = _checks.positive_int(name, cfg[name])
     if cfg["image_size"] % cfg["patch_size"]:
         raise ValueError(f"patch_size = {cfg['patch_size']} must divide image_size = {cfg['image_size']}")
     if cfg["d_model"] % cfg["num_heads"]:
         raise ValueError(f"num_heads = {cfg['num_heads']} must divide d_model = {cfg['d_model']}")
-    if cfg["position"] not in POSITIONS:
-        raise ValueError(f"position must be one of {POSITIONS}, got {cfg['position']!r}")
-    if not 0 <= cfg["dropout"] < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {cfg['dropout']!r}")
+    _checks.string("position", cfg["position"], POSITIONS)
+    cfg["dropout"], _ = _spec.check_dropout(cfg["dropout"], None)
+    cfg["seed"] = _spec.check_integer("seed", cfg["seed"])
+    if cfg["seed"] + cfg["num_layers"] - 1 > _spec.INDEX_MAX:
+        raise ValueError(f"seed = {cfg['seed']} is too large: block i is seeded with seed + i, and seed + "
+                         f"num_layers - 1 must be at most 2**63 - 1")
     cfg["num_patches"] = (cfg["image_size"] // cfg["patch_size"]) ** 2
+    _checks.fits_in_memory("the VisionTransformer's float32 parameters", 4 * _param_count(cfg))
     return cfg
+
+
+def _param_count(cfg):
+    """The number of parameters of :func:`param_shapes`, by arithmetic (``num_layers`` may be huge)."""
+    d, m, c = cfg["d_model"], cfg["mlp_dim"], cfg["num_classes"]
+    block = 4 * d + 4 * d * d + 4 * d + 2 * d * m + m + d          # norms, attention, MLP
+    pos = (cfg["num_patches"] + 1) * d if cfg["position"] == "learned" else 0
+    return d + cfg["patch_size"] ** 2 * d + d + pos + cfg["num_layers"] * block + 2 * d + d * c + c
+
+
+def _config(cfg):
+    """A configuration dict (from :func:`config`, or a hand-made one: missing keys take :data:`DEFAULTS`) checked
+    again, so that the functions taking ``cfg`` refuse what the constructor refuses."""
+    if not isinstance(cfg, dict):
+        raise TypeError(f"cfg must be a configuration dict (attnbook.vit.config(...)), got {type(cfg).__name__}")
+    return config(**{k: v for k, v in cfg.items() if k != "num_patches"})
 
 
 def param_shapes(cfg):
@@ -66,6 +93,10 @@ def param_shapes(cfg):
     Linear maps are ``y = x @ w + b`` with ``w`` of shape ``(in, out)``; layer norms have ``gamma`` and ``beta``;
     block ``i``'s attention holds the parameters of attnbook's ``MultiHeadAttention`` under ``blocks.i.attn.``.
     """
+    return _param_shapes(_config(cfg))
+
+
+def _param_shapes(cfg):
     d, n, pp = cfg["d_model"], cfg["num_patches"], cfg["patch_size"] ** 2
     shapes = {"cls_token": (d,), "patch_embed.w": (pp, d), "patch_embed.b": (d,)}
     if cfg["position"] == "learned":
@@ -89,9 +120,10 @@ def init_params(cfg):
     [CLS] token and learned positions ``N(0, 0.02^2)`` (as in the ViT reference code). Both frameworks start from
     this dict, so a seed means the same network everywhere.
     """
+    cfg = _config(cfg)
     rng = np.random.default_rng(cfg["seed"])
     out = {}
-    for name, shape in param_shapes(cfg).items():
+    for name, shape in _param_shapes(cfg).items():
         if name.endswith("gamma"):
             out[name] = np.ones(shape, np.float32)
         elif name in ("cls_token", "pos_embed"):
@@ -108,12 +140,75 @@ def check_params(cfg, params):
     return {k: v.astype(np.float32) for k, v in _params.check_set(param_shapes(cfg), params).items()}
 
 
+def check_images(cfg, images, name="images"):
+    """Check a batch of images for a model of configuration ``cfg``: a real (integer or floating) array of any
+    framework with shape ``(B, image_size, image_size)``, ``B`` possibly 0 or unknown inside a TensorFlow graph.
+    Returns its shape."""
+    h = _checks.host(name, images, values=False)
+    if h.dtype not in _checks.INTEGER_DTYPES and h.dtype not in _spec.FLOAT_DTYPES:
+        raise TypeError(f"{name} must be an array of real numbers (grey levels), got dtype {h.dtype}")
+    s = cfg["image_size"]
+    if len(h.shape) != 3 or any(n is not None and n != s for n in h.shape[1:]):
+        raise ValueError(f"{name} must have shape (B, {s}, {s}) for image_size = {s}, got shape {h.shape}")
+    return h.shape
+
+
+def check_labels(cfg, labels, n, name="labels"):
+    """Class labels for ``n`` images: an integer array ``(n,)`` in ``[0, num_classes)``; returns int64 NumPy."""
+    h = _checks.host(name, labels)
+    if len(h.shape) != 1 or h.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), one label per image, got shape {h.shape}")
+    _checks.check_ids(name, h, cfg["num_classes"], "class labels")
+    return np.asarray(h.values, np.int64)
+
+
+def check_evaluation(cfg, images, labels):
+    """The arguments of both twins' ``evaluate``: at least one image (an accuracy over no image is undefined, and
+    a NaN would travel silently into a table) and one label in ``[0, num_classes)`` per image; returns the labels."""
+    n = check_images(cfg, images)[0]
+    if n == 0:
+        raise ValueError("images is empty: an accuracy over no image is undefined")
+    return check_labels(cfg, labels, n)
+
+
+def check_training(cfg, images, labels, *, epochs, batch_size, lr, weight_decay, shift, seed, valid_images,
+                   valid_labels, progress):
+    """The arguments of both twins' ``train``, checked in one order so that they raise the same errors; returns
+    ``(images float32, labels int64, valid or None)`` as NumPy, ``valid`` being ``(images, labels)``."""
+    from ..plotting import to_numpy
+
+    n = check_images(cfg, images)[0]
+    if n == 0:
+        raise ValueError("images is empty: there is nothing to train on")
+    y = check_labels(cfg, labels, n)
+    _checks.count("epochs", epochs)
+    _checks.positive_int("batch_size", batch_size)
+    _checks.positive("lr", lr)
+    _checks.positive("weight_decay", weight_decay, zero=True)
+    _checks.count("shift", shift)
+    _spec.check_integer("seed", seed)
+    _spec.check_flag("progress", progress)
+    if (valid_images is None) != (valid_labels is None):
+        raise ValueError("give valid_images and valid_labels together, or neither")
+    valid = None
+    if valid_images is not None:
+        m = check_images(cfg, valid_images, "valid_images")[0]
+        if m == 0:
+            raise ValueError("valid_images is empty: an accuracy over no image is undefined")
+        valid = (valid_images, check_labels(cfg, valid_labels, m, "valid_labels"))
+    return np.asarray(to_numpy(images), np.float32), y, valid
+
+
 def learning_rate(step, total_steps, peak, warmup=0.1):
     """Linear warm-up over the first ``warmup`` share of the steps, then cosine decay to 0 (both frameworks).
 
     The warm-up keeps the first Adam steps, taken with poorly estimated second moments, from throwing the freshly
-    initialised attention into saturated (one-hot) softmax rows.
+    initialised attention into saturated (one-hot) softmax rows. ``step`` and ``total_steps`` are non-negative
+    integers, ``peak`` a non-negative finite number, ``warmup`` a fraction in ``[0, 1]``; past ``total_steps`` the
+    rate stays 0.
     """
+    step, total_steps = _checks.count("step", step), _checks.count("total_steps", total_steps)
+    peak, warmup = _checks.positive("peak", peak, zero=True), _checks.probability("warmup", warmup)
     warm = max(1, int(warmup * total_steps))
     if step < warm:
         return peak * (step + 1) / warm
@@ -126,6 +221,8 @@ def batches(n, batch_size, epoch, seed):
 
     Both training loops draw their batches here, so with the same seed they see the same images in the same order.
     """
+    n, batch_size = _checks.count("n", n), _checks.positive_int("batch_size", batch_size)
+    epoch, seed = _checks.count("epoch", epoch), _spec.check_integer("seed", seed)
     order = np.random.default_rng([seed, epoch]).permutation(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
@@ -144,8 +241,14 @@ def random_shift(images, max_shift, rng, fill=None):
         same digit (a convolutional network has it by construction); showing it shifted copies teaches it.
     """
     images = np.asarray(images)
+    if images.ndim != 3 or images.dtype.kind not in "iuf":
+        raise ValueError(f"images must be a real array of shape (B, H, W), got shape {images.shape} and dtype "
+                         f"{images.dtype}")
+    m = _checks.count("max_shift", max_shift)
+    _checks.generator("rng", rng)
+    if fill is not None:
+        fill = _spec.check_real("fill", fill, "a number or None")
     b, h, w = images.shape
-    m = max_shift
     fill_values = images.reshape(b, -1).min(axis=1) if fill is None else np.full(b, fill, images.dtype)
     padded = np.broadcast_to(fill_values[:, None, None], (b, h + 2 * m, w + 2 * m)).copy()
     padded[:, m:m + h, m:m + w] = images
@@ -168,11 +271,25 @@ def attention_rollout(weights, residual=True):
         ``(B, L, L)`` row-stochastic matrix ``R = A_K ... A_2 A_1``: row ``i`` is how the last layer's token ``i``
         mixes the *input* tokens. Row 0 is the [CLS] token's view of the image.
     """
-    rollout = None
-    for w in weights:
-        a = np.asarray(w, dtype=np.float64).mean(axis=1)                    # (B, L, L), average over heads
+    residual = _spec.check_flag("residual", residual)
+    if isinstance(weights, np.ndarray) and weights.ndim == 4:
+        raise ValueError(f"weights must be a sequence of layers' weights (B, H, L, L), got one array of shape "
+                         f"{weights.shape}; for a single layer pass [weights]")
+    rollout, shape = None, None
+    for i, w in enumerate(weights):
+        a = np.asarray(w, dtype=np.float64)
+        if a.ndim != 4 or a.shape[-1] != a.shape[-2]:
+            raise ValueError(f"weights[{i}] must have shape (B, H, L, L), got shape {a.shape}")
+        if shape is not None and a.shape != shape:
+            raise ValueError(f"weights[{i}] has shape {a.shape}, but weights[0] has shape {shape}")
+        if not (np.isfinite(a).all() and (a >= 0).all()):
+            raise ValueError(f"weights[{i}] must hold finite non-negative attention weights")
+        shape = a.shape
+        a = a.mean(axis=1)                                                  # (B, L, L), average over heads
         if residual:
             a = 0.5 * (a + np.eye(a.shape[-1]))
+        if (a.sum(axis=-1) == 0).any():
+            raise ValueError(f"weights[{i}] has a row of zeros in every head: it does not mix any token")
         a = a / a.sum(axis=-1, keepdims=True)
         rollout = a if rollout is None else a @ rollout
     if rollout is None:

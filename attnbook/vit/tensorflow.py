@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from .. import vit
+from .. import _checks, vit
 from ..tensorflow import MultiHeadAttention, sinusoidal_positional_encoding
 
 __all__ = ["Linear", "LayerNorm", "MLP", "Block", "VisionTransformer", "train", "predict", "evaluate"]
@@ -132,6 +132,10 @@ class VisionTransformer(keras.Model):
         self.config = cfg = vit.config(image_size=image_size, patch_size=patch_size, num_classes=num_classes,
                                        d_model=d_model, num_heads=num_heads, num_layers=num_layers,
                                        mlp_dim=mlp_dim, position=position, dropout=dropout, seed=seed)
+        # The checked values from here on: Python ints and floats whatever NumPy scalars came in.
+        patch_size, d_model, num_heads, num_layers, mlp_dim, num_classes, position, dropout, seed = (
+            cfg[k] for k in ("patch_size", "d_model", "num_heads", "num_layers", "mlp_dim", "num_classes",
+                             "position", "dropout", "seed"))
         self.patch_size = patch_size
         self.cls_token = self.add_weight(name="cls_token", shape=(d_model,), initializer="zeros")
         self.patch_embed = Linear(patch_size * patch_size, d_model)
@@ -148,8 +152,20 @@ class VisionTransformer(keras.Model):
         self.head = Linear(d_model, num_classes)
         self.set_params(vit.init_params(cfg))
 
+    def __call__(self, images, *args, **kwargs):
+        # Keras rewrites an error raised inside `call` into a message of its own: checking the images here raises
+        # the PyTorch twin's error, unchanged.
+        vit.check_images(self.config, images)
+        return super().__call__(images, *args, **kwargs)
+
     def patchify(self, images):
-        """``(B, H, W)`` -> ``(B, N, p*p)`` patches in reading order (as ``attnbook.datasets.digits.patchify``)."""
+        """``(B, H, W)`` -> ``(B, N, p*p)`` patches in reading order (as ``attnbook.datasets.digits.patchify``).
+
+        ``images`` is checked (:func:`attnbook.vit.check_images`) and taken as float32, as the PyTorch twin does:
+        NumPy arrays and integer grey levels are accepted.
+        """
+        vit.check_images(self.config, images)
+        images = tf.cast(images, tf.float32)
         p = self.patch_size
         b, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
         x = tf.reshape(images, (b, h // p, p, w // p, p))
@@ -162,7 +178,6 @@ class VisionTransformer(keras.Model):
         With ``return_weights=True``, also a list with each block's attention weights ``(B, H, L, L)``, ``L = N + 1``;
         token 0 is [CLS], token ``n + 1`` is patch ``n``.
         """
-        images = tf.convert_to_tensor(images, tf.float32)
         x = self.patch_embed(self.patchify(images))                          # (B, N, D)
         cls = tf.broadcast_to(self.cls_token, (tf.shape(x)[0], 1, x.shape[-1]))   # (B, 1, D)
         x = tf.concat([cls, x], axis=1)                                      # (B, L, D)
@@ -205,6 +220,11 @@ class VisionTransformer(keras.Model):
             block.attn.set_params({k[len(prefix):]: v for k, v in new.items() if k.startswith(prefix)})
 
 
+def _check_model(model):
+    if not isinstance(model, VisionTransformer):
+        raise TypeError(f"model must be an attnbook.vit.tensorflow.VisionTransformer, got {type(model).__name__}")
+
+
 def train(model, images, labels, *, epochs=30, batch_size=64, lr=3e-3, weight_decay=0.05, shift=0, seed=0,
           valid_images=None, valid_labels=None, progress=True):
     """Train with AdamW on cross-entropy, warm-up + cosine learning rate, batches from ``attnbook.vit.batches``.
@@ -222,9 +242,11 @@ def train(model, images, labels, *, epochs=30, batch_size=64, lr=3e-3, weight_de
     Returns:
         ``{"loss": [mean training loss per epoch], "valid_accuracy": [...], "seconds": wall time}``.
     """
+    _check_model(model)
+    x, y, valid = vit.check_training(model.config, images, labels, epochs=epochs, batch_size=batch_size, lr=lr,
+                                     weight_decay=weight_decay, shift=shift, seed=seed,
+                                     valid_images=valid_images, valid_labels=valid_labels, progress=progress)
     tf.random.set_seed(seed)
-    x = np.asarray(images, np.float32)
-    y = np.asarray(labels, np.int64)
     # epsilon as PyTorch's AdamW, so that both twins take the same steps from the same parameters.
     opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay, epsilon=1e-8)
     size = x.shape[1:]
@@ -252,21 +274,29 @@ def train(model, images, labels, *, epochs=30, batch_size=64, lr=3e-3, weight_de
             losses.append(train_step(xb, y[idx], np.float32(vit.learning_rate(step, total, lr))))
             step += 1
         history["loss"].append(float(tf.reduce_mean(losses)))
-        if valid_images is not None:
-            history["valid_accuracy"].append(evaluate(model, valid_images, valid_labels))
+        if valid:
+            history["valid_accuracy"].append(evaluate(model, *valid))
         bar.set_postfix(refresh=False, loss=f"{history['loss'][-1]:.3f}",
-                        **({"valid": f"{history['valid_accuracy'][-1]:.3f}"} if valid_images is not None else {}))
+                        **({"valid": f"{history['valid_accuracy'][-1]:.3f}"} if valid else {}))
     history["seconds"] = time.perf_counter() - start
     return history
 
 
 def predict(model, images, batch_size=512):
-    """Logits ``(N, num_classes)`` as a NumPy array, computed with ``training=False`` (no dropout)."""
+    """Logits ``(N, num_classes)`` as a NumPy array, computed with ``training=False`` (no dropout); ``(0,
+    num_classes)`` for no image."""
+    _check_model(model)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    if vit.check_images(model.config, images)[0] == 0:
+        return np.zeros((0, model.config["num_classes"]), np.float32)
     out = [np.asarray(model(np.asarray(images[i:i + batch_size], np.float32), training=False))
            for i in range(0, len(images), batch_size)]
     return np.concatenate(out)
 
 
 def evaluate(model, images, labels):
-    """Accuracy (a float in ``[0, 1]``) of the arg-max prediction."""
-    return float((predict(model, images).argmax(axis=1) == np.asarray(labels)).mean())
+    """Accuracy (a float in ``[0, 1]``) of the arg-max prediction; ``ValueError`` for no image (see
+    :func:`attnbook.vit.check_evaluation`)."""
+    _check_model(model)
+    labels = vit.check_evaluation(model.config, images, labels)
+    return float((predict(model, images).argmax(axis=1) == labels).mean())

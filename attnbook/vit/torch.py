@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .. import vit
+from .. import _checks, vit
 from ..devices import torch_device
 from ..torch import MultiHeadAttention, sinusoidal_positional_encoding
 
@@ -113,6 +113,10 @@ class VisionTransformer(torch.nn.Module):
         self.config = cfg = vit.config(image_size=image_size, patch_size=patch_size, num_classes=num_classes,
                                        d_model=d_model, num_heads=num_heads, num_layers=num_layers,
                                        mlp_dim=mlp_dim, position=position, dropout=dropout, seed=seed)
+        # The checked values from here on: Python ints and floats whatever NumPy scalars came in.
+        patch_size, d_model, num_heads, num_layers, mlp_dim, num_classes, position, dropout, seed = (
+            cfg[k] for k in ("patch_size", "d_model", "num_heads", "num_layers", "mlp_dim", "num_classes",
+                             "position", "dropout", "seed"))
         self.patch_size, self.dropout = patch_size, dropout
         self.cls_token = torch.nn.Parameter(torch.zeros(d_model))
         self.patch_embed = Linear(patch_size * patch_size, d_model)
@@ -129,7 +133,13 @@ class VisionTransformer(torch.nn.Module):
         self.set_params(vit.init_params(cfg))
 
     def patchify(self, images):
-        """``(B, H, W)`` -> ``(B, N, p*p)`` patches in reading order (as ``attnbook.datasets.digits.patchify``)."""
+        """``(B, H, W)`` -> ``(B, N, p*p)`` patches in reading order (as ``attnbook.datasets.digits.patchify``).
+
+        ``images`` is checked (:func:`attnbook.vit.check_images`) and, like the TensorFlow twin's input, taken as
+        float32 on the model's device: NumPy arrays and integer grey levels are accepted.
+        """
+        vit.check_images(self.config, images)
+        images = torch.as_tensor(images, dtype=torch.float32, device=self.cls_token.device)
         b, h, w = images.shape
         p = self.patch_size
         x = images.reshape(b, h // p, p, w // p, p).permute(0, 1, 3, 2, 4)     # (B, H/p, W/p, p, p)
@@ -170,6 +180,11 @@ def _device_of(model):
     return next(model.parameters()).device
 
 
+def _check_model(model):
+    if not isinstance(model, VisionTransformer):
+        raise TypeError(f"model must be an attnbook.vit.torch.VisionTransformer, got {type(model).__name__}")
+
+
 def train(model, images, labels, *, epochs=30, batch_size=64, lr=3e-3, weight_decay=0.05, shift=0, seed=0,
           valid_images=None, valid_labels=None, progress=True):
     """Train with AdamW on cross-entropy, warm-up + cosine learning rate, batches from ``attnbook.vit.batches``.
@@ -187,10 +202,13 @@ def train(model, images, labels, *, epochs=30, batch_size=64, lr=3e-3, weight_de
     Returns:
         ``{"loss": [mean training loss per epoch], "valid_accuracy": [...], "seconds": wall time}``.
     """
+    _check_model(model)
+    x, y, valid = vit.check_training(model.config, images, labels, epochs=epochs, batch_size=batch_size, lr=lr,
+                                     weight_decay=weight_decay, shift=shift, seed=seed,
+                                     valid_images=valid_images, valid_labels=valid_labels, progress=progress)
     device = _device_of(model)
     torch.manual_seed(seed)
-    x = np.asarray(images, np.float32)
-    y = torch.as_tensor(np.asarray(labels, np.int64), device=device)
+    y = torch.as_tensor(y, device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, eps=1e-8)
     total = epochs * -(-len(x) // batch_size)
     history = {"loss": [], "valid_accuracy": []}
@@ -212,10 +230,10 @@ def train(model, images, labels, *, epochs=30, batch_size=64, lr=3e-3, weight_de
             losses.append(loss.detach())
             step += 1
         history["loss"].append(float(torch.stack(losses).mean()))
-        if valid_images is not None:
-            history["valid_accuracy"].append(evaluate(model, valid_images, valid_labels))
+        if valid:
+            history["valid_accuracy"].append(evaluate(model, *valid))
         bar.set_postfix(refresh=False, loss=f"{history['loss'][-1]:.3f}",
-                        **({"valid": f"{history['valid_accuracy'][-1]:.3f}"} if valid_images is not None else {}))
+                        **({"valid": f"{history['valid_accuracy'][-1]:.3f}"} if valid else {}))
     model.eval()
     history["seconds"] = time.perf_counter() - start
     return history
@@ -223,7 +241,12 @@ def train(model, images, labels, *, epochs=30, batch_size=64, lr=3e-3, weight_de
 
 @torch.no_grad()
 def predict(model, images, batch_size=512):
-    """Logits ``(N, num_classes)`` as a NumPy array, computed in eval mode (no dropout)."""
+    """Logits ``(N, num_classes)`` as a NumPy array, computed in eval mode (no dropout); ``(0, num_classes)`` for no
+    image."""
+    _check_model(model)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    if vit.check_images(model.config, images)[0] == 0:
+        return np.zeros((0, model.config["num_classes"]), np.float32)
     model.eval()
     device = _device_of(model)
     out = [model(torch.as_tensor(np.asarray(images[i:i + batch_size], np.float32), device=device)).cpu()
@@ -232,5 +255,8 @@ def predict(model, images, batch_size=512):
 
 
 def evaluate(model, images, labels):
-    """Accuracy (a float in ``[0, 1]``) of the arg-max prediction."""
-    return float((predict(model, images).argmax(axis=1) == np.asarray(labels)).mean())
+    """Accuracy (a float in ``[0, 1]``) of the arg-max prediction; ``ValueError`` for no image (see
+    :func:`attnbook.vit.check_evaluation`)."""
+    _check_model(model)
+    labels = vit.check_evaluation(model.config, images, labels)
+    return float((predict(model, images).argmax(axis=1) == labels).mean())
