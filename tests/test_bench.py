@@ -73,7 +73,7 @@ def test_quick_cli_runs_every_cpu_impl_correctly(quick_run):
 def test_gpu_kernels_are_skipped_with_a_reason_on_cpu():
     args = suite.parse_args(["--quick", "--device", "cpu", "--impls", "torch/F.sdpa[FLASH]"])
     assert suite._selected(args) == []                           # not listed on a CPU run at all
-    case = {"N": 8, "H": 1, "dtype": "float32", "causal": False, "inputs": [suite.np.zeros((1, 1, 8, 4))] * 3}
+    case = suite.make_case("mha", 8, 4, "float32")
     torch = pytest.importorskip("torch")
     with pytest.raises(suite._Skip, match="CUDA"):
         suite._torch_impl("torch/F.sdpa[FLASH]", case, torch.device("cpu"))
@@ -86,8 +86,8 @@ def test_causal_and_impl_filter(tmp_path):
                                                           "numpy/plain"]
     for row in res["results"]:
         assert row["causal"] and row["status"] == "ok" and row["max_abs_err"] < 1e-5
-        # causal attention counts half the flops of 4 B H N^2 d
-        assert row["gflops"] == pytest.approx(2 * 16 * 16 * 64 / row["time_s"] / 1e9)
+        # causal attention counts the N (N + 1) / 2 pairs it computes, 4 d flops each
+        assert row["gflops"] == pytest.approx(4 * (16 * 17 // 2) * 64 / row["time_s"] / 1e9)
     assert not list(tmp_path.glob("*.png"))
 
 
@@ -154,3 +154,44 @@ def test_numpy_fast_path_query_blocks_match_the_oracle(monkeypatch, causal):
         got = an.scaled_dot_product_attention(q, k, v, m, b, causal=causal)
         assert got.shape == want.shape == (3, 2, 9, 5)
         np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
+
+
+def test_every_scenario_runs(tmp_path):
+    """Each scenario (GQA, MQA, a window, decoding, 3-D and 5-D layouts) runs in every framework at smoke-test
+    size, every attnbook row close to the float64 reference, the peers given the same problem."""
+    res = bench.main(["--quick", "--sizes", "64", "--scenarios", "all", "--no-plots", "--repeats", "1",
+                      "--out", str(tmp_path)])
+    got = {(r["scenario"], r["impl"]): r for r in res["results"]}
+    assert {sc for sc, _ in got} == set(suite.SCENARIOS)
+    for (sc, impl), row in got.items():
+        if "attnbook" in impl or impl in ("numpy/plain", "torch/F.sdpa"):
+            assert row["status"] == "ok", (sc, impl, row["status"])
+            assert row["max_abs_err"] < 1e-4, (sc, impl)
+    assert got["decode", "numpy/attnbook_sdpa"]["Lq"] == 1 and got["gqa32x8", "torch/F.sdpa"]["Hkv"] == 8
+    assert got["window256", "numpy/attnbook_flash"]["window"] == [255, 0] or \
+        got["window256", "numpy/attnbook_flash"]["window"] == (255, 0)
+    pairs = {sc: suite.visible_pairs(suite.SCENARIOS[sc], 1 if sc == "decode" else 64, 64, True)
+             for sc in ("window256", "decode")}
+    assert pairs == {"window256": 64 * 65 // 2, "decode": 64}
+
+
+def test_targets_of_today_s_attention():
+    """The targets of issue #12 read off the rows: linear window time, GQA memory, TensorFlow's memory."""
+    def row(sc, impl, n, t, mem, frac=None):
+        return {"scenario": sc, "impl": impl, "framework": impl.split("/")[0], "dtype": "float32", "N": n,
+                "status": "ok", "time_s": t, "peak_mem_bytes": mem, "gemm_fraction": frac}
+    res = {"results": [
+        row("window256", "numpy/attnbook_flash", 4096, 1.0, 10), row("window256", "numpy/attnbook_flash", 16384, 4.5, 10),
+        row("mha32", "torch/attnbook_sdpa", 4096, 1.0, 100), row("gqa32x8", "torch/attnbook_sdpa", 4096, 1.0, 60),
+        row("mqa32", "torch/attnbook_sdpa", 4096, 1.0, 120),
+        row("mha", "tensorflow/attnbook_sdpa", 16384, 0.9, 64, 0.5), row("mha", "tensorflow/keras_dpa", 16384, 1.0, 2048),
+    ]}
+    found = {(c["check"], c.get("scenario")): c for c in suite.checks(res)}
+    assert found["window_linear", "window256"]["met"] and found["window_linear", "window256"]["time_ratio"] == 4.5
+    assert found["gqa_memory", "gqa32x8"]["met"] and found["gqa_memory", "mqa32"]["met"] is False
+    assert found["tf_memory", "mha"]["met"] and found["tf_memory", "mha"]["mem_ratio"] == 1 / 32
+    assert found["gemm_fraction", "mha"]["met"] is False and found["sdpa_vs_peer", "mha"]["met"]
+    from attnbook.bench import report
+    text = report.table({"results": [dict(r, d=64, B=1, H=1, causal=False, max_abs_err=0.0, gflops=1.0)
+                                           for r in res["results"]], "checks": suite.checks(res)})
+    assert "NOT met" in text and "1/32" in text and "window_linear: a sliding window" in text

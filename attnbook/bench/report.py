@@ -10,7 +10,7 @@ METRICS = (  # (title, row key, format)
     ("time (ms)", "time_s", lambda x: f"{x * 1e3:.3g}"),
     ("GFLOP/s", "gflops", lambda x: f"{x:.3g}"),
     ("fraction of same-run GEMM", "gemm_fraction", lambda x: f"{x:.2f}"),
-    ("peak extra memory (MiB)", "peak_mem_bytes", lambda x: f"{x / 2**20:.3g}"),
+    ("peak extra memory (MiB)", "peak_mem_bytes", lambda x: f"{x / 2**20:.3g}" if x else "n/a"),
     ("max abs error vs float64", "max_abs_err", lambda x: f"{x:.1e}"),
 )
 
@@ -52,44 +52,80 @@ def write(res, folder, plots=True):
     return paths
 
 
+def _fmt(value, fmt):
+    return "n/a" if value is None else fmt(value)
+
+
+def _mem(ratio):
+    """A memory ratio as "1/30"; "n/a" where a side was not measured (None) or measured as nothing (0)."""
+    if not ratio:
+        return "n/a"
+    return f"1/{1 / ratio:.0f}" if ratio < 0.5 else f"x{ratio:.2f}"
+
+
+def _verdict(check):
+    return {True: "met", False: "NOT met", None: "not judged at this size"}[check["met"]]
+
+
+def _check_line(c):
+    head = f"  {c['scenario']:<9} {c['framework']:<10} {c['dtype']} N={c['N']:<6}"
+    kind = c["check"]
+    if kind == "sdpa_vs_peer":
+        body = f"attnbook SDPA / {c['peer']}: time x{c['time_ratio']:.2f}"
+    elif kind == "flash_vs_naive":
+        body = f"flash / {c['naive']}: memory {_mem(c['mem_ratio'])}, time x{c['time_ratio']:.2f}"
+    elif kind == "gemm_fraction":
+        body = f"{c['impl']}: {c['fraction']:.2f} of GEMM"
+    elif kind == "window_linear":
+        body = f"{c['impl']}: time(16384) / time(4096) = {c['time_ratio']:.2f}"
+    elif kind == "gqa_memory":
+        body = f"{c['impl']}: peak memory {_mem(c['mem_ratio'])} of mha32's"
+    else:
+        body = f"SDPA / keras_dpa: memory {_mem(c['mem_ratio'])}, time x{c['time_ratio']:.2f}"
+    return f"{head} {body}  {_verdict(c)}"
+
+
 def table(res):
-    """The results as text: for each dtype and metric, implementations as rows and N as columns; then the checks."""
+    """The results as text: for each scenario, dtype and metric, implementations as rows and N as columns; then
+    the targets with their thresholds. "skip" is a row that did not run (the reason is listed), "n/a" a metric
+    that was not measured."""
     rows = res["results"]
     lines = []
-    for dtype in sorted({r["dtype"] for r in rows}):
-        sub = [r for r in rows if r["dtype"] == dtype]
-        sizes = sorted({r["N"] for r in sub})
-        impls = list(dict.fromkeys(r["impl"] for r in sub))
-        cell = {(r["impl"], r["N"]): r for r in sub}
-        width = max(len(i) for i in impls) + 2
-        for title, key, fmt in METRICS:
-            lines.append(f"\n{title} -- {dtype}, d={sub[0]['d']}, B={sub[0]['B']}, causal={sub[0]['causal']}, "
-                         f"H per N: " + ", ".join(f"{n}:{cell[(impls[0], n)]['H']}" for n in sizes))
-            lines.append("impl".ljust(width) + "".join(f"{'N=' + str(n):>11}" for n in sizes))
-            for impl in impls:
-                vals = []
-                for n in sizes:
-                    r = cell.get((impl, n))
-                    if r is None or r["status"] != "ok":
-                        vals.append("skip")
-                    else:
-                        vals.append("-" if r[key] is None else fmt(r[key]))
-                lines.append(impl.ljust(width) + "".join(f"{v:>11}" for v in vals))
+    for scenario in list(dict.fromkeys(r.get("scenario", "mha") for r in rows)):
+        for dtype in sorted({r["dtype"] for r in rows}):
+            sub = [r for r in rows if r["dtype"] == dtype and r.get("scenario", "mha") == scenario]
+            if not sub:
+                continue
+            sizes = sorted({r["N"] for r in sub})
+            impls = list(dict.fromkeys(r["impl"] for r in sub))
+            cell = {(r["impl"], r["N"]): r for r in sub}
+            width = max(len(i) for i in impls) + 2
+            first = sub[0]
+            for title, key, fmt in METRICS:
+                lines.append(f"\n{title} -- {scenario}, {dtype}, d={first['d']}, B={first['B']}, "
+                             f"causal={first['causal']}, H per N: " + ", ".join(
+                                 f"{n}:{cell[(impls[0], n)]['H']}" for n in sizes))
+                lines.append("impl".ljust(width) + "".join(f"{'N=' + str(n):>11}" for n in sizes))
+                for impl in impls:
+                    vals = []
+                    for n in sizes:
+                        r = cell.get((impl, n))
+                        vals.append("skip" if r is None or r["status"] != "ok" else _fmt(r[key], fmt))
+                    lines.append(impl.ljust(width) + "".join(f"{v:>11}" for v in vals))
     skipped = {(r["impl"], r["status"]) for r in rows if r["status"] != "ok"}
     if skipped:
         lines.append("\nskipped:")
         lines += [f"  {impl}: {why}" for impl, why in sorted(skipped)]
     if res.get("checks"):
-        lines.append("\ntargets (issue #5):")
-        for c in res["checks"]:
-            if c["check"] == "sdpa_vs_peer":
-                lines.append(f"  {c['framework']:<10} {c['dtype']} N={c['N']:<6} attnbook SDPA / {c['peer']}: "
-                             f"time x{c['time_ratio']:.2f}  {'met' if c['met'] else 'NOT met'}")
-            else:
-                mem = "?" if c["mem_ratio"] is None else f"1/{1 / c['mem_ratio']:.0f}" if c["mem_ratio"] else "0"
-                verdict = "(target judged at the largest N)" if c["met"] is None else "met" if c["met"] else "NOT met"
-                lines.append(f"  {c['framework']:<10} {c['dtype']} N={c['N']:<6} flash / {c['naive']}: memory "
-                             f"{mem}, time x{c['time_ratio']:.2f}  {verdict}")
+        from .suite import TARGETS
+        judged = [c for c in res["checks"] if c["met"] is not None]
+        lines.append("\ntargets:")
+        for kind in dict.fromkeys(c["check"] for c in res["checks"]):
+            lines.append(f" {kind}: {TARGETS[kind]}")
+            lines += [_check_line(c) for c in judged if c["check"] == kind]
+        if len(judged) < len(res["checks"]):
+            lines.append(f" {len(res['checks']) - len(judged)} comparisons at sizes below those the targets are set "
+                         "for (N >= 1024; 4096 or 16384 where a target says so) are in results.json, not judged")
     return "\n".join(lines)
 
 

@@ -9,7 +9,12 @@ Method (what the numbers in ``results.json`` mean):
   another's calls. A call shorter than 50 ms is repeated inside each sample (``inner_calls`` times, from the last
   warm-up call's time) and the sample divided by that count, so that millisecond calls are not timer and scheduler
   noise. ``time_s`` is the median of the per-call samples. On CUDA each call ends with a device synchronisation.
-* **GFLOP/s**: ``4 * B * H * N**2 * d / time`` (two matmuls of ``2 N^2 d`` flops each), halved when causal.
+* **Scenarios** (``--scenarios``, see ``scenarios.py``): square multi-head attention (the default), 32 heads with
+  8 or 1 key/value heads, a causal sliding window of 256 keys, one query decoding against N keys, and the same
+  numbers as 3-D and 5-D arrays. Each framework's own attention gets the same problem in its own terms.
+* **GFLOP/s**: ``4 * B * H * pairs * d / time`` (two matmuls of ``2 d`` flops per (query, key) pair), where
+  ``pairs`` counts the pairs the scenario computes: ``N**2``, ``N (N + 1) / 2`` when causal, ``N`` per query when
+  decoding, about ``256 N`` for the window.
 * **Fraction of GEMM**: GFLOP/s divided by the rate of a square ``(n, n) @ (n, n)`` matmul measured in the same run
   with the same framework, dtype and device (``meta.gemm_gflops``; ``n = 2048`` on CPU, ``8192`` on CUDA). The rate
   of the attention-shaped ``(N, d) @ (d, N)`` product, which is bound by writing its ``N^2`` output, is recorded
@@ -40,6 +45,7 @@ import importlib.util
 import math
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -48,6 +54,7 @@ import tracemalloc
 import numpy as np
 
 from .. import _checks
+from .scenarios import SCENARIOS, attnbook_options, shapes, visible_pairs
 
 SCHEMA = 1
 IMPLS = (
@@ -74,13 +81,29 @@ class _Skip(Exception):
     pass
 
 
-def _plain_numpy(q, k, v, causal):
-    """Attention as a reader would first write it in NumPy: matmul, max-subtracted exp, normalise, matmul."""
-    s = (q @ np.swapaxes(k, -1, -2)) * np.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype)     # (B, H, N, N)
-    if causal:
-        s = np.where(np.tri(s.shape[-2], s.shape[-1], dtype=bool), s, -np.inf)
+def _plain_numpy(q, k, v, mask, groups=1):
+    """Attention as a reader would first write it in NumPy: matmul, max-subtracted exp, normalise, matmul (keys
+    and values repeated for grouped heads, as a first version would)."""
+    if groups > 1:
+        k, v = np.repeat(k, groups, axis=-3), np.repeat(v, groups, axis=-3)
+    s = (q @ np.swapaxes(k, -1, -2)) * np.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype)     # (..., Lq, Lk)
+    if mask is not None:
+        s = np.where(mask, s, -np.inf)
     e = np.exp(s - s.max(axis=-1, keepdims=True))
     return (e / e.sum(axis=-1, keepdims=True)) @ v
+
+
+def _mask(case):
+    """The scenario's key structure as a boolean (Lq, Lk) NumPy array, or None (the peers get it as a mask)."""
+    import attnbook.numpy as an
+    kw = case["kw"]
+    lq, lk = case["Lq"], case["N"]
+    if "window" in kw:
+        return an.window_mask(lq, lk, kw["window"], align=kw.get("align", "top_left"))
+    if kw["causal"]:
+        m = an.causal_mask(lq, lk, align=kw.get("align", "top_left"))
+        return None if m.all() else m
+    return None
 
 
 def _numpy_impl(name, case):
@@ -89,11 +112,12 @@ def _numpy_impl(name, case):
     import attnbook.numpy as an
 
     q, k, v = (a.astype(case["dtype"]) for a in case["inputs"])
-    causal = case["causal"]
     if name == "numpy/plain":
-        return (lambda: _plain_numpy(q, k, v, causal)), np.asarray
+        mask, groups = _mask(case), case["H"] // case["Hkv"]
+        return (lambda: _plain_numpy(q, k, v, mask, groups)), np.asarray
     fn = an.scaled_dot_product_attention if name.endswith("_sdpa") else an.flash_attention
-    return (lambda: fn(q, k, v, causal=causal)), np.asarray
+    kw = case["kw"]
+    return (lambda: fn(q, k, v, **kw)), np.asarray
 
 
 def _torch_impl(name, case, device):
@@ -104,7 +128,7 @@ def _torch_impl(name, case, device):
 
     dtype = getattr(torch, case["dtype"])
     q, k, v = (torch.from_numpy(a).to(device=device, dtype=dtype) for a in case["inputs"])
-    causal = case["causal"]
+    kw = case["kw"]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     to_numpy = lambda out: out.detach().to("cpu", torch.float64).numpy()    # noqa: E731
 
@@ -113,10 +137,16 @@ def _torch_impl(name, case, device):
 
         def call():
             with torch.inference_mode():
-                out = fn(q, k, v, causal=causal)
+                out = fn(q, k, v, **kw)
             sync()
             return out
         return call, to_numpy
+    # PyTorch's own: is_causal for top-left causal, a boolean mask for a window (or a shifted causal structure),
+    # enable_gqa for grouped heads.
+    mask = _mask(case)
+    is_causal = kw["causal"] and mask is None and "align" not in kw
+    attn_mask = None if mask is None else torch.from_numpy(mask).to(device)
+    gqa = bool(kw.get("enable_gqa"))
 
     kernel = name[len("torch/F.sdpa["):-1] if "[" in name else None
     if kernel is not None:
@@ -132,7 +162,7 @@ def _torch_impl(name, case, device):
 
     def call():
         with torch.inference_mode(), context():
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, enable_gqa=gqa)
         sync()
         return out
     return call, to_numpy
@@ -145,7 +175,7 @@ def _tensorflow_impl(name, case, state):
 
     import attnbook.tensorflow as atf
 
-    causal = case["causal"]
+    kw = case["kw"]
     dtype = tf.as_dtype(case["dtype"])
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     sync = tf.test.experimental.sync_devices if on_gpu else (lambda: None)
@@ -155,23 +185,28 @@ def _tensorflow_impl(name, case, state):
         fn = atf.scaled_dot_product_attention if name.endswith("_sdpa") else atf.flash_attention
 
         def call():
-            out = fn(q, k, v, causal=causal)
+            out = fn(q, k, v, **kw)
             sync()
             return out
         return call, lambda out: np.asarray(tf.cast(out, tf.float64))
 
     if keras.backend.backend() != "tensorflow":
         raise _Skip(f"Keras runs on {keras.backend.backend()}, not TensorFlow (set KERAS_BACKEND=tensorflow)")
+    if q.shape.rank != 4:
+        raise _Skip("keras.ops.dot_product_attention takes 4-D (B, T, N, H) arrays only")
     kq, kk, kv = (tf.transpose(a, (0, 2, 1, 3)) for a in (q, k, v))            # Keras' layout (B, N, H, d)
     dpa = keras.ops.dot_product_attention
+    mask = _mask(case)
+    causal = kw["causal"] and mask is None and "align" not in kw
+    mask = None if mask is None else tf.constant(mask[None, None])             # (1, 1, Lq, Lk)
     if name.endswith("[xla]"):
         # One compiled function per run, traced once per shape; tracing and compiling happen in the warm-up.
         if "xla" not in state:
-            state["xla"] = tf.function(lambda a, b, c, is_causal: dpa(a, b, c, is_causal=is_causal),
+            state["xla"] = tf.function(lambda a, b, c, m, is_causal: dpa(a, b, c, mask=m, is_causal=is_causal),
                                        jit_compile=True)
-        fn = lambda a, b, c: state["xla"](a, b, c, causal)                      # noqa: E731
+        fn = lambda a, b, c: state["xla"](a, b, c, mask, causal)                # noqa: E731
     else:
-        fn = lambda a, b, c: dpa(a, b, c, is_causal=causal)                     # noqa: E731
+        fn = lambda a, b, c: dpa(a, b, c, mask=mask, is_causal=causal)          # noqa: E731
 
     def call():
         out = fn(kq, kk, kv)
@@ -303,19 +338,12 @@ def _peak_memory(call, framework, device):
     return out, int(max(peak - base, 0) * 1024), "rss"
 
 
-def _reference(q, k, v, causal, block=256):
-    """float64 attention of the (dtype-rounded) inputs, in query blocks so that N = 16384 fits: (B, H, N, dv)."""
-    q, k, v = (a.astype(np.float64) for a in (q, k, v))
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    out = np.empty(q.shape[:-1] + (v.shape[-1],))
-    for start in range(0, q.shape[-2], block):
-        stop = min(start + block, q.shape[-2])
-        s = (q[..., start:stop, :] @ np.swapaxes(k, -1, -2)) * scale
-        if causal:
-            s = np.where(np.arange(start, stop)[:, None] >= np.arange(k.shape[-2])[None, :], s, -np.inf)
-        e = np.exp(s - s.max(axis=-1, keepdims=True))
-        out[..., start:stop, :] = (e / e.sum(axis=-1, keepdims=True)) @ v
-    return out
+def _reference(q, k, v, kw):
+    """float64 attention of the (dtype-rounded) inputs with the scenario's options: attnbook's NumPy twin in float64
+    (checked against the independent oracle of the tests), whose fast path works in query blocks, so that
+    N = 16384 fits in memory."""
+    import attnbook.numpy as an
+    return an.scaled_dot_product_attention(*(a.astype(np.float64) for a in (q, k, v)), **kw)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -475,11 +503,16 @@ def parse_args(argv=None):
                     "write results.json and plots. A bad argument ends with one line on stderr and exit status 2, "
                     "before anything is timed.")
     p.add_argument("--sizes", type=_sizes, default=None,
-                   help="comma-separated sequence lengths N (default 256,1024,4096,16384)")
+                   help="comma-separated sequence lengths N (default: each scenario's own; 256,1024,4096,16384 "
+                        "for mha)")
+    p.add_argument("--scenarios", type=_scenario_names, default=["mha"],
+                   help="comma-separated scenarios, or 'all' (default mha): " + "; ".join(
+                       f"{sc.name}: {sc.about}" for sc in SCENARIOS.values()))
     p.add_argument("--d", type=_positive_int, default=None, help="head size d (default 64 on CPU, 128 on CUDA)")
     p.add_argument("--batch", type=_positive_int, default=1, help="batch size B (default 1)")
     p.add_argument("--heads", type=_heads, default="auto",
-                   help="heads H, or 'auto' (default): (1024 // N)**2 so that small N is not only call overhead")
+                   help="heads H of the mha scenario, or 'auto' (default): (1024 // N)**2 so that small N is not "
+                        "only call overhead (the other scenarios fix their heads)")
     p.add_argument("--dtypes", type=_names(DTYPES, "dtypes"), default=None,
                    help=f"comma-separated dtypes among {','.join(DTYPES)} (default float32 on CPU, bfloat16,float16 "
                         "on CUDA)")
@@ -513,7 +546,8 @@ def parse_args(argv=None):
         args.heads = 1 if args.heads == "auto" else args.heads
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.warmup = (0 if args.quick else 1) if args.warmup is None else args.warmup
-    args.sizes = args.sizes or [256, 1024, 4096, 16384]
+    args.plan = {name: list(args.sizes or SCENARIOS[name].sizes) for name in args.scenarios}
+    args.sizes = sorted({n for sizes in args.plan.values() for n in sizes})
     args.d = args.d or (128 if args.device == "cuda" else 64)
     args.dtypes = args.dtypes or (["bfloat16", "float16"] if args.device == "cuda" else ["float32"])
     missing = [f for f in args.frameworks if f != "numpy" and not _installed(f)]
@@ -522,12 +556,20 @@ def parse_args(argv=None):
     for n in args.sizes:
         # Inputs (float32), their dtype-rounded float64 copies and the float64 reference, for the largest size
         # first: a size beyond the memory would fail after minutes of timing, in an allocator.
-        elements = args.batch * _heads_for(n, args.heads) * n * args.d
+        heads = max([_heads_for(n, args.heads)] + [sc.heads for name in args.scenarios
+                                                   if (sc := SCENARIOS[name]).heads is not None])
+        elements = args.batch * heads * n * args.d
         try:
             _checks.fits_in_memory(f"--sizes {n} (B = {args.batch}, d = {args.d})", elements * (3 * 4 + 3 * 8 + 8))
         except ValueError as err:
             _fail(str(err))
     return args
+
+
+def _scenario_names(text):
+    if text == "all":
+        return list(SCENARIOS)
+    return _names(tuple(SCENARIOS), "scenarios")(text)
 
 
 def _selected(args):
@@ -542,8 +584,10 @@ def _selected(args):
 def _row(name, case, args, devices, status="ok"):
     framework = name.split("/")[0]
     return {"impl": name, "framework": framework, "op": "flash" if name.endswith("_flash") else "sdpa",
-            "N": case["N"], "d": args.d, "B": args.batch, "H": case["H"], "dtype": case["dtype"],
-            "causal": bool(args.causal), "device": devices[framework],
+            "scenario": case["scenario"], "N": case["N"], "Lq": case["Lq"], "d": args.d, "B": args.batch,
+            "H": case["H"], "Hkv": case["Hkv"], "window": case["kw"].get("window"),
+            "align": case["kw"].get("align", "top_left"), "layout": case["layout"], "dtype": case["dtype"],
+            "causal": bool(case["kw"]["causal"]), "device": devices[framework],
             "times_s": [], "time_s": None, "gflops": None, "gemm_fraction": None, "peak_mem_bytes": None,
             "mem_method": None, "max_abs_err": None, "status": status}
 
@@ -584,88 +628,85 @@ def run(args, progress=True):
         from tqdm import tqdm
     except ImportError:                                 # the bar is a nicety; the suite runs without it
         tqdm = None
-    total = len(args.sizes) * len(args.dtypes) * len(names) * (args.warmup + args.repeats + 1)
+    total = sum(map(len, args.plan.values())) * len(args.dtypes) * len(names) * (args.warmup + args.repeats + 1)
     bar = tqdm(total=total, desc="attnbook.bench", mininterval=1.0, disable=not progress) if tqdm else None
     tick = (lambda n=1: bar.update(n)) if bar else (lambda n=1: None)
 
     load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results, last_time, tf_state = [], {}, {}
-    for dtype in args.dtypes:
-        for n in sorted(args.sizes):
-            heads = _heads_for(n, args.heads)
-            rng = np.random.default_rng(n)
-            inputs = [rng.standard_normal((args.batch, heads, n, args.d)).astype(np.float32) for _ in range(3)]
-            case = {"N": n, "H": heads, "dtype": dtype, "causal": bool(args.causal), "inputs": inputs}
-            rounded = _rounded(inputs, dtype)
-            reference = _reference(*rounded, args.causal)
-            flops = 4.0 * args.batch * heads * n * n * args.d * (0.5 if args.causal else 1.0)
-            calls, rows = {}, {}
-            for name in names:
-                row = rows[name] = _row(name, case, args, devices)
-                prev = last_time.get((dtype, name))
-                if prev is not None and prev[0] * (n / prev[1]) ** 2 > args.max_seconds:
-                    row["status"] = (f"skipped: predicted {prev[0] * (n / prev[1]) ** 2:.0f} s per call "
-                                     f"> --max-seconds {args.max_seconds:g}")
-                    tick(args.warmup + args.repeats + 1)
+    for scenario, dtype, n in ((sc, dt, n) for sc in args.scenarios for dt in args.dtypes
+                               for n in sorted(args.plan[sc])):
+        heads = _heads_for(n, args.heads) if SCENARIOS[scenario].heads is None else None
+        case = make_case(scenario, n, args.d, dtype, batch=args.batch, heads=heads, causal=bool(args.causal))
+        reference = _reference(*_rounded(case["inputs"], dtype), case["kw"])
+        flops = case["flops"]
+        calls, rows = {}, {}
+        for name in names:
+            row = rows[name] = _row(name, case, args, devices)
+            prev = last_time.get((scenario, dtype, name))
+            if prev is not None and prev[0] * (n / prev[1]) ** 2 > args.max_seconds:
+                row["status"] = (f"skipped: predicted {prev[0] * (n / prev[1]) ** 2:.0f} s per call "
+                                 f"> --max-seconds {args.max_seconds:g}")
+                tick(args.warmup + args.repeats + 1)
+                continue
+            try:
+                framework = name.split("/")[0]
+                if framework == "numpy":
+                    call, to_numpy = _numpy_impl(name, case)
+                elif framework == "torch":
+                    call, to_numpy = _torch_impl(name, case, torch_device)
+                else:
+                    call, to_numpy = _tensorflow_impl(name, case, tf_state)
+                out, peak, method = _peak_memory(call, framework, devices[framework])
+                row["max_abs_err"] = float(np.max(np.abs(to_numpy(out) - reference))) if out is not None else None
+                row["peak_mem_bytes"], row["mem_method"] = peak, method
+                del out
+                tick()
+                calls[name] = call
+            except Exception as err:                # unsupported kernel/dtype/device: record why, go on
+                row["status"] = "skipped: " + _why(err)
+                tick(args.warmup + args.repeats + 1)
+        for framework in frameworks:
+            # Round-robin within a framework: every repeat visits each of its implementations, so load from
+            # other processes falls on all of them alike. Frameworks take turns as whole groups: on a small
+            # machine the worker threads one runtime leaves spinning (OpenBLAS, OpenMP, Eigen) would otherwise
+            # slow the next framework's first calls, most of all implementations made of many small ops.
+            # The warm-up calls therefore run here, right before their group is timed, and not earlier with
+            # the other frameworks': otherwise the group's first timed sample pays for waking its threads.
+            group = []
+            for name, call in calls.items():
+                if not name.startswith(framework + "/"):
                     continue
-                try:
-                    framework = name.split("/")[0]
-                    if framework == "numpy":
-                        call, to_numpy = _numpy_impl(name, case)
-                    elif framework == "torch":
-                        call, to_numpy = _torch_impl(name, case, torch_device)
-                    else:
-                        call, to_numpy = _tensorflow_impl(name, case, tf_state)
-                    out, peak, method = _peak_memory(call, framework, devices[framework])
-                    row["max_abs_err"] = float(np.max(np.abs(to_numpy(out) - reference))) if out is not None else None
-                    row["peak_mem_bytes"], row["mem_method"] = peak, method
-                    del out
+                took = None
+                for _ in range(args.warmup):
+                    t = time.perf_counter()
+                    call()
+                    took = time.perf_counter() - t
                     tick()
-                    calls[name] = call
-                except Exception as err:                # unsupported kernel/dtype/device: record why, go on
-                    row["status"] = f"skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                    tick(args.warmup + args.repeats + 1)
-            for framework in frameworks:
-                # Round-robin within a framework: every repeat visits each of its implementations, so load from
-                # other processes falls on all of them alike. Frameworks take turns as whole groups: on a small
-                # machine the worker threads one runtime leaves spinning (OpenBLAS, OpenMP, Eigen) would otherwise
-                # slow the next framework's first calls, most of all implementations made of many small ops.
-                # The warm-up calls therefore run here, right before their group is timed, and not earlier with
-                # the other frameworks': otherwise the group's first timed sample pays for waking its threads.
-                group = []
-                for name, call in calls.items():
-                    if not name.startswith(framework + "/"):
-                        continue
-                    took = None
-                    for _ in range(args.warmup):
-                        t = time.perf_counter()
+                # Calls of a few milliseconds are timed in loops lasting >= _MIN_SAMPLE_S: one call that short
+                # is mostly timer, scheduler and cache noise. The row records the per-call time either way.
+                inner = 1 if not took else int(min(_MAX_INNER, max(1, math.ceil(_MIN_SAMPLE_S / took))))
+                rows[name]["inner_calls"] = inner
+                group.append((name, call, inner))
+            for rep in range(args.repeats):
+                # Rotate the order every repeat: each implementation follows each other one in turn, so none
+                # always runs right after, say, the one that just freed a gigabyte of scores.
+                for name, call, inner in group[rep % len(group):] + group[:rep % len(group)]:
+                    t = time.perf_counter()
+                    for _ in range(inner):
                         call()
-                        took = time.perf_counter() - t
-                        tick()
-                    # Calls of a few milliseconds are timed in loops lasting >= _MIN_SAMPLE_S: one call that short
-                    # is mostly timer, scheduler and cache noise. The row records the per-call time either way.
-                    inner = 1 if not took else int(min(_MAX_INNER, max(1, math.ceil(_MIN_SAMPLE_S / took))))
-                    rows[name]["inner_calls"] = inner
-                    group.append((name, call, inner))
-                for rep in range(args.repeats):
-                    # Rotate the order every repeat: each implementation follows each other one in turn, so none
-                    # always runs right after, say, the one that just freed a gigabyte of scores.
-                    for name, call, inner in group[rep % len(group):] + group[:rep % len(group)]:
-                        t = time.perf_counter()
-                        for _ in range(inner):
-                            call()
-                        rows[name]["times_s"].append((time.perf_counter() - t) / inner)
-                        tick()
-            for name in calls:
-                row = rows[name]
-                row["time_s"] = float(np.median(row["times_s"]))
-                row["gflops"] = flops / row["time_s"] / 1e9
-                rate = gemm.get(f"{row['framework']}/{dtype}")
-                row["gemm_fraction"] = row["gflops"] / rate if rate else None
-                last_time[(dtype, name)] = (row["time_s"], n)
-            results.extend(rows.values())
-            calls.clear()
-            gc.collect()
+                    rows[name]["times_s"].append((time.perf_counter() - t) / inner)
+                    tick()
+        for name in calls:
+            row = rows[name]
+            row["time_s"] = float(np.median(row["times_s"]))
+            row["gflops"] = flops / row["time_s"] / 1e9
+            rate = gemm.get(f"{row['framework']}/{dtype}")
+            row["gemm_fraction"] = row["gflops"] / rate if rate else None
+            last_time[(scenario, dtype, name)] = (row["time_s"], n)
+        results.extend(rows.values())
+        calls.clear()
+        gc.collect()
     if bar:
         bar.close()
 
@@ -686,6 +727,32 @@ def run(args, progress=True):
     return out
 
 
+def make_case(scenario, n, d, dtype, *, batch=1, heads=None, causal=False):
+    """One problem to time: scenario ``scenario`` at ``N = n`` (``heads`` and ``causal`` for the scenarios that take
+    them from the command line). Returns the dict the implementation factories read: float32 ``inputs``
+    (query, key, value), the attnbook options ``kw``, the shapes and the ``flops`` of one call."""
+    sc = SCENARIOS[scenario]
+    heads = sc.heads if sc.heads is not None else heads or 1
+    kv_heads = heads if sc.kv_heads is None else sc.kv_heads
+    causal = causal if sc.causal is None else sc.causal
+    q_shape, kv_shape = shapes(sc, batch, heads, n, d)
+    rng = np.random.default_rng(n)
+    inputs = [rng.standard_normal(shape).astype(np.float32) for shape in (q_shape, kv_shape, kv_shape)]
+    lq = q_shape[-2]
+    return {"scenario": scenario, "N": n, "Lq": lq, "H": heads, "Hkv": kv_heads, "dtype": dtype,
+            "kw": attnbook_options(sc, causal), "layout": sc.layout, "inputs": inputs,
+            "flops": 4.0 * batch * heads * visible_pairs(sc, lq, n, causal) * d}
+
+
+def _why(err):
+    """One line saying why an implementation could not run: its own message for a _Skip, else the exception's
+    type and the informative line of its message (TensorFlow's graph errors start with "in user code:")."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    text = (lines[-1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]) if lines else ""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)[:240]
+    return text if isinstance(err, _Skip) else f"{type(err).__name__}: {text}"
+
+
 def _rounded(inputs, dtype):
     """The inputs as the implementations see them (rounded to ``dtype``), in float64 numbers."""
     if dtype == "bfloat16":
@@ -694,35 +761,77 @@ def _rounded(inputs, dtype):
     return [a.astype(dtype).astype(np.float64) for a in inputs]
 
 
+# The targets, with their thresholds (the table prints them; issues #5 and #12 set them).
+TARGETS = {
+    "sdpa_vs_peer": "attnbook SDPA time / the fastest same-framework attention's <= 1",
+    "flash_vs_naive": "flash_attention vs the materialising path: memory <= 1/16 and time <= 1.2, at the largest N",
+    "gemm_fraction": "the fastest attnbook path reaches >= 0.6 of the same run's GEMM rate, at N >= 4096",
+    "window_linear": "a sliding window's flash time grows linearly: time(16384) / time(4096) <= 5",
+    "gqa_memory": "grouped-query (32/8) and multi-query (32/1) peak memory <= the 32-head MHA row's",
+    "tf_memory": "TensorFlow SDPA peak memory <= 1/8 of keras.ops.dot_product_attention's, at no more time, "
+                 "at N = 16384",
+}
+# Targets are statements about long sequences: below this N a row is reported but not judged.
+_JUDGED_FROM = 1024
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
 def checks(res):
-    """The targets of issue #5, read off a results dict: per framework, dtype and N, the attnbook SDPA time over
-    its fastest peer's (target <= 1), and flash_attention's peak memory and time over the naive (materialising)
-    path's (targets <= 1/16 and <= 1.2, judged at the largest N; ``met`` is None at the smaller ones)."""
-    by = {(r["impl"], r["dtype"], r["N"]): r for r in res["results"] if r["status"] == "ok"}
-    largest = {}                                            # (framework, dtype) -> largest N with a flash row
-    for (impl, dtype, n), row in by.items():
-        if impl.endswith("/attnbook_flash"):
-            largest[row["framework"], dtype] = max(n, largest.get((row["framework"], dtype), n))
+    """The targets read off a results dict (see :data:`TARGETS`); each check has ``met`` True/False, or None when
+    the run cannot judge it (sizes too small for the target, or memory the platform did not measure)."""
+    by = {(r.get("scenario", "mha"), r["impl"], r["dtype"], r["N"]): r
+          for r in res["results"] if r["status"] == "ok"}
     found = []
-    for (impl, dtype, n), row in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+
+    def add(kind, judged, met, **fields):
+        found.append({"check": kind, **fields, "met": (bool(met) if met is not None else None) if judged else None})
+
+    largest = {}
+    for (sc, impl, dtype, n), row in by.items():
+        if impl.endswith("/attnbook_flash"):
+            key = sc, row["framework"], dtype
+            largest[key] = max(n, largest.get(key, n))
+    for (sc, impl, dtype, n), row in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][3], kv[0][1])):
         framework = row["framework"]
         if impl == f"{framework}/attnbook_sdpa":
-            peers = [by[(p, dtype, n)] for p in PEERS[framework] if (p, dtype, n) in by]
+            peers = [by[(sc, p, dtype, n)] for p in PEERS[framework] if (sc, p, dtype, n) in by]
             if peers:
                 best = min(peers, key=lambda r: r["time_s"])
                 ratio = row["time_s"] / best["time_s"]
-                found.append({"check": "sdpa_vs_peer", "framework": framework, "dtype": dtype, "N": n,
-                              "peer": best["impl"], "time_ratio": ratio, "met": ratio <= 1.0})
-        if impl == f"{framework}/attnbook_flash" and (NAIVE[framework], dtype, n) in by:
-            naive = by[(NAIVE[framework], dtype, n)]
-            mem = (row["peak_mem_bytes"] / naive["peak_mem_bytes"]
-                   if row["peak_mem_bytes"] is not None and naive["peak_mem_bytes"] else None)
+                add("sdpa_vs_peer", n >= _JUDGED_FROM, ratio <= 1.0, scenario=sc, framework=framework,
+                    dtype=dtype, N=n, peer=best["impl"], time_ratio=ratio)
+        if sc == "mha" and impl == f"{framework}/attnbook_flash" and (sc, NAIVE[framework], dtype, n) in by:
+            naive = by[(sc, NAIVE[framework], dtype, n)]
+            mem = _ratio(row["peak_mem_bytes"], naive["peak_mem_bytes"])
             ratio = row["time_s"] / naive["time_s"]
-            found.append({"check": "flash_vs_naive", "framework": framework, "dtype": dtype, "N": n,
-                          "naive": naive["impl"], "mem_ratio": mem, "time_ratio": ratio,
-                          # the memory and time targets are for long sequences: judged at the largest N only
-                          "met": (mem is not None and mem <= 1 / 16 and ratio <= 1.2)
-                          if n == largest[framework, dtype] else None})
+            add("flash_vs_naive", n == largest[sc, framework, dtype] and n >= 4096,
+                None if mem is None else mem <= 1 / 16 and ratio <= 1.2, scenario=sc, framework=framework,
+                dtype=dtype, N=n, naive=naive["impl"], mem_ratio=mem, time_ratio=ratio)
+    for (sc, framework, dtype, n) in sorted({(k[0], by[k]["framework"], k[2], k[3]) for k in by if k[0] == "mha"}):
+        ours = [by[k] for k in by if k[0] == sc and k[2] == dtype and k[3] == n
+                and by[k]["framework"] == framework and "attnbook" in k[1] and by[k].get("gemm_fraction")]
+        if ours:
+            best = max(ours, key=lambda r: r["gemm_fraction"])
+            add("gemm_fraction", n >= 4096, best["gemm_fraction"] >= 0.6, scenario=sc, framework=framework,
+                dtype=dtype, N=n, impl=best["impl"], fraction=best["gemm_fraction"])
+    for (sc, impl, dtype, n), row in by.items():
+        if sc == "window256" and impl.endswith("/attnbook_flash") and n == 16384 and (sc, impl, dtype, 4096) in by:
+            ratio = row["time_s"] / by[(sc, impl, dtype, 4096)]["time_s"]
+            add("window_linear", True, ratio <= 5, scenario=sc, framework=row["framework"], dtype=dtype, N=n,
+                impl=impl, time_ratio=ratio)
+        if sc in ("gqa32x8", "mqa32") and "attnbook" in impl and ("mha32", impl, dtype, n) in by:
+            mem = _ratio(row["peak_mem_bytes"], by[("mha32", impl, dtype, n)]["peak_mem_bytes"])
+            add("gqa_memory", n >= _JUDGED_FROM, None if mem is None else mem <= 1.0, scenario=sc,
+                framework=row["framework"], dtype=dtype, N=n, impl=impl, mem_ratio=mem)
+        if sc == "mha" and impl == "tensorflow/attnbook_sdpa" and (sc, "tensorflow/keras_dpa", dtype, n) in by:
+            keras = by[(sc, "tensorflow/keras_dpa", dtype, n)]
+            mem = _ratio(row["peak_mem_bytes"], keras["peak_mem_bytes"])
+            ratio = row["time_s"] / keras["time_s"]
+            add("tf_memory", n >= 16384, None if mem is None else mem <= 1 / 8 and ratio <= 1.0, scenario=sc,
+                framework="tensorflow", dtype=dtype, N=n, mem_ratio=mem, time_ratio=ratio)
     return found
 
 
