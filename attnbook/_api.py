@@ -15,6 +15,7 @@ Shape letters used in every docstring:
 ``Lk``   key length (number of keys = number of values)
 ``d``    query/key feature size
 ``dv``   value feature size
+``da``   hidden size of additive scoring (``w_query (dq, da)``, ``w_key (dk, da)``, ``v (da,)``)
 ``Hkv``  number of key/value heads (grouped-query attention; ``H`` must be a multiple)
 ``D``    model width of multi-head attention (``D = H * d``)
 =====  ==========================================================
@@ -141,15 +142,15 @@ def scaled_dot_product_attention(query, key, value, mask=None, bias=None, *, cau
 
 def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causal=False,
                        return_weights=False):
-    """Additive (Bahdanau, "concat") attention, ``score(q, k) = v . tanh(q @ w_query + k @ w_key)``.
+    """Additive (Bahdanau, "concat") attention, ``score(q, k) = tanh(q @ w_query + k @ w_key) @ v``.
 
     Args:
         query: ``(..., Lq, dq)``.
         key: ``(..., Lk, dk)``; ``dk`` may differ from ``dq``.
         value: ``(..., Lk, dv)``.
-        w_query: ``(dq, h)`` projection of the queries into the hidden scoring space.
-        w_key: ``(dk, h)`` projection of the keys.
-        v: ``(h,)`` the scoring vector.
+        w_query: ``(dq, da)`` projection of the queries into the hidden scoring space (``U_q`` in the book).
+        w_key: ``(dk, da)`` projection of the keys (``U_k``).
+        v: ``(da,)`` the scoring vector.
         mask: optional boolean array broadcastable to ``(..., Lq, Lk)``, True = may attend.
         causal: if True, query ``i`` attends only to keys ``j <= i``.
         return_weights: if True, also return the weights ``(..., Lq, Lk)``.
@@ -157,11 +158,11 @@ def additive_attention(query, key, value, w_query, w_key, v, mask=None, *, causa
     Returns:
         ``output (..., Lq, dv)``, or ``(output, weights)``.
 
-    The score tensor ``(..., Lq, Lk, h)`` is materialised, so memory grows as ``Lq * Lk * h``.
+    The score tensor ``(..., Lq, Lk, da)`` is materialised, so memory grows as ``Lq * Lk * da``.
     {common}
     Raises:
         TypeError / ValueError: as :func:`scaled_dot_product_attention`, and for parameters whose shape does
-        not match ``dq``, ``dk`` or each other's hidden size ``h``.
+        not match ``dq``, ``dk`` or each other's hidden size ``da``.
     """
 
 

@@ -421,17 +421,17 @@ def tile(x, rows, cols):
 
 def check_additive(query, key, w_query, w_key, v):
     for name, info in (("w_query", w_query), ("w_key", w_key)):
-        check_rank(name, info, 2, "(d, h)", exact=True)
-    check_rank("v", v, 1, "(h,)", exact=True)
+        check_rank(name, info, 2, "(d, da)", exact=True)
+    check_rank("v", v, 1, "(da,)", exact=True)
     if _differ(w_query.shape[0], query.shape[-1]):
-        raise ValueError(f"w_query must have shape (dq, h) with dq = {query.shape[-1]} from query "
+        raise ValueError(f"w_query must have shape (dq, da) with dq = {query.shape[-1]} from query "
                          f"{tuple(query.shape)}, got {tuple(w_query.shape)}")
     if _differ(w_key.shape[0], key.shape[-1]):
-        raise ValueError(f"w_key must have shape (dk, h) with dk = {key.shape[-1]} from key {tuple(key.shape)}, "
+        raise ValueError(f"w_key must have shape (dk, da) with dk = {key.shape[-1]} from key {tuple(key.shape)}, "
                          f"got {tuple(w_key.shape)}")
     if not w_query.shape[1] == w_key.shape[1] == v.shape[0]:
         raise ValueError(f"w_query {tuple(w_query.shape)}, w_key {tuple(w_key.shape)} and v {tuple(v.shape)} "
-                         "must share the hidden size h")
+                         "must share the hidden size da")
 
 
 def check_bilinear(query, key, w):
