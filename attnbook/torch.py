@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+except ModuleNotFoundError as err:  # name the extra to install, not just the missing module
+    if err.name != "torch":
+        raise
+    raise ModuleNotFoundError('attnbook.torch needs PyTorch: pip install "attnbook[torch]"', name="torch") from err
 
 from . import _params, _spec
 from ._api import implements
@@ -198,7 +203,8 @@ def _fused(query, key, value, mask, bias, plan):
         # The kernel adds attn_mask in the inputs' dtype: a float32 bias would be rounded to float16/bfloat16 (or
         # overflow to inf) first. The contract computes reduced-precision scores in float32, so the kernel does.
         q, k, v = (a.to(_compute(query.dtype)) for a in (q, k, v))
-    is_causal = plan.structured and plan.offset == 0 and mask is None and bias is None
+    # The kernel's own causal path is top-left, j <= i: exactly right = 0 with no left bound and no offset.
+    is_causal = plan.right == 0 and plan.left is None and plan.offset == 0 and mask is None and bias is None
     allowed = None if is_causal else _allowed(mask, plan, query.device)
     attn_mask = allowed
     if bias is not None:

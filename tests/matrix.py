@@ -263,7 +263,8 @@ KINDS = {
     "num_kv_heads": "count_or_none", "rope": "rope", "segments_q": "segments", "segments_k": "segments",
     "positions": "positions", "interleaved": "flag",
 }
-WINDOWS = [Raw(None), Raw((2, 1)), Raw([2, 1]), Raw((None, 0)), Raw((0, 0)), Raw((None, None)), Raw((-1, 0)),
+WINDOWS = [Raw(None), Raw((2, 1)), Raw([2, 1]), Raw((None, 0)), Raw((None, 2)), Raw((0, 0)), Raw((None, None)),
+           Raw((-1, 0)),
            Raw((2,)), Raw(3), Raw((2.0, 1)), Raw((np.int64(2), None)), Raw("2"), Raw((2 ** 63, 0)),
            Raw((True, 0)), Raw((1, 2, 3)), Raw((0, 10 ** 6))]
 ALIGNS = [Raw("top_left"), Raw("bottom_right"), Raw("bottom-right"), Raw("TOP_LEFT"), Raw(None), Raw(1)]

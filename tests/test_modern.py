@@ -15,7 +15,7 @@ import pytest
 import oracle
 from adapters import all_backends, framework, get
 
-WINDOWS = [None, (2, 1), (None, 0), (3, None), (0, 0)]
+WINDOWS = [None, (2, 1), (None, 0), (3, None), (0, 0), (None, 2)]
 ALIGNS = ["top_left", "bottom_right"]
 SHAPES = [(5, 7), (7, 4), (1, 9), (6, 6)]            # (Lq, Lk): Lq < Lk (decoding), Lq > Lk, one query, square
 
@@ -477,3 +477,18 @@ def test_numpy_blocks_on_threads_equal_the_serial_loop(monkeypatch, kw):
         np.testing.assert_allclose(a, b, atol=2e-6)
     want = oracle.attention(q, k, v, **kw)[0]
     np.testing.assert_allclose(results["threads"][0], want, atol=2e-5)
+
+
+@pytest.mark.parametrize("window", [(None, 2), (None, 0), (2, None), (0, None)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_one_sided_windows_without_mask_or_bias(backend, window, causal):
+    """One-sided windows with nothing else masking: the call PyTorch's fused path takes (a look-ahead window
+    (None, r > 0) once went to the kernel's is_causal there)."""
+    rng = np.random.default_rng(17)
+    q, k = rng.normal(size=(1, 2, 5, 4)), rng.normal(size=(1, 2, 7, 4))
+    for align in ALIGNS:
+        want = oracle.attention(q, k, k, window=window, causal=causal, align=align)[0]
+        for fn in (backend.mod.scaled_dot_product_attention, backend.mod.flash_attention):
+            got = fn(backend.asarray(q), backend.asarray(k), backend.asarray(k), window=window, causal=causal,
+                     align=align)
+            np.testing.assert_allclose(backend.to_numpy(got), want, atol=1e-12)
