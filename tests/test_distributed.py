@@ -37,6 +37,7 @@ def _bad_calls(rank, world):
     ragged = torch.randn(1, 4, 4 if rank == 0 else 3, 3)   # a sequence cut into unequal shards
     mixed = torch.randn(1, 4, 4, 3, dtype=torch.float64 if rank == world - 1 else torch.float32)
     three_heads = torch.randn(1, 3, 4, 3)
+    one_head, three_kv = torch.randn(1, 1, 4, 3), torch.randn(1, 3, 4, 3)
     return {
         "ring_ragged": lambda: ad.ring_attention(ragged, ragged, ragged),
         "ulysses_ragged": lambda: ad.ulysses_attention(ragged, ragged, ragged),
@@ -46,6 +47,7 @@ def _bad_calls(rank, world):
             x.numpy() if rank == 1 else x, x, x),
         "ring_causal_across_ranks": lambda: ad.ring_attention(x, x, x, causal=rank == 0),
         "ring_scale_across_ranks": lambda: ad.ring_attention(x, x, x, scale=0.5 + rank),
+        "ring_scale_too_large": lambda: ad.ring_attention(x, x, x, scale=10**400),
         "ring_layout": lambda: ad.ring_attention(x, x, x, layout="striped"),
         "ring_zigzag_odd_shard": lambda: ad.ring_attention(x[..., :3, :], x[..., :3, :],
                                                            x[..., :3, :], layout="zigzag"),
@@ -53,6 +55,20 @@ def _bad_calls(rank, world):
         "ulysses_heads": lambda: ad.ulysses_attention(three_heads, three_heads, three_heads),
         "ulysses_rank": lambda: ad.ulysses_attention(x[0], x[0], x[0]),
         "ring_rank": lambda: ad.ring_attention(x[0, 0, 0], x[0, 0, 0], x[0, 0, 0]),
+        # Windows and grouped heads.
+        "ring_window_across_ranks": lambda: ad.ring_attention(x, x, x, window=(2 + rank, 0)),
+        "ulysses_window_across_ranks": lambda: ad.ulysses_attention(
+            x, x, x, window=(2, None if rank == 0 else 1)),
+        "ring_window_negative": lambda: ad.ring_attention(x, x, x, window=(-1, 0)),
+        "ring_window_huge": lambda: ad.ring_attention(x, x, x, window=(2**70, 0)),
+        "ring_window_not_a_pair_on_one_rank": lambda: ad.ring_attention(
+            x, x, x, window=3 if rank == 1 else (3, 0)),
+        "ring_gqa_across_ranks": lambda: ad.ring_attention(x, x, x, enable_gqa=rank == 0),
+        "ring_gqa_heads_do_not_group": lambda: ad.ring_attention(x, three_kv, three_kv,
+                                                                 enable_gqa=True),
+        "ring_fewer_kv_heads_without_gqa": lambda: ad.ring_attention(x, one_head, one_head),
+        "ulysses_kv_heads": lambda: ad.ulysses_attention(x, one_head, one_head,
+                                                         enable_gqa=True),
     }
 
 
@@ -72,7 +88,8 @@ def _run(rank, world, cases, with_errors):
         q, k, v = (ad.shard(case[n], rank, world, layout).requires_grad_()
                    for n in ("query", "key", "value"))
         with ad.count_bytes() as sent:
-            out = fn(q, k, v, causal=case["causal"], scale=case["scale"], **extra)
+            out = fn(q, k, v, causal=case["causal"], scale=case["scale"], window=case["window"],
+                     enable_gqa=case["enable_gqa"], **extra)
             grad = ad.shard(case["grad"], rank, world, layout)
             grads = torch.autograd.grad(out, (q, k, v), grad)
         results.append({"out": out.detach(), "grads": grads, "bytes": dict(sent)})
@@ -111,17 +128,26 @@ def _sleep(rank, world):
 
 # --- the cases and one spawn per world size ------------------------------------------------------
 
+# Windows in positions of the whole sequence, for shards of n = 8 tokens: causal windows of 3
+# keys (less than a shard), 8 (a shard), 10 (just over one: two hops) and 19 (over two shards);
+# windows that look ahead (needing the whole ring), and one-sided ones.
+WINDOWS = (None, (2, 0), (7, 0), (9, 0), (18, 0), (4, 3), (1, 10), (None, 2), (5, None))
+
+
 def _cases(world):
     import torch
 
     gen = torch.Generator().manual_seed(world)
 
-    def case(method, layout, causal, shape, dtype, scale=None, dv=None):
+    def case(method, layout, causal, shape, dtype, scale=None, dv=None, window=None,
+             kv_heads=None):
         rand = lambda s: torch.randn(s, generator=gen, dtype=torch.float64).to(dtype)  # noqa: E731
-        vshape = shape[:-1] + (dv or shape[-1],)
+        kv_shape = shape if kv_heads is None else shape[:-3] + (kv_heads,) + shape[-2:]
+        vshape, oshape = kv_shape[:-1] + (dv or shape[-1],), shape[:-1] + (dv or shape[-1],)
         return {"method": method, "layout": layout, "causal": causal, "scale": scale,
-                "query": rand(shape), "key": rand(shape), "value": rand(vshape),
-                "grad": rand(vshape), "shape": shape}
+                "window": window, "enable_gqa": kv_heads is not None, "kv_heads": kv_heads,
+                "query": rand(shape), "key": rand(kv_shape), "value": rand(vshape),
+                "grad": rand(oshape), "shape": shape}
 
     cases = []
     for dtype in (torch.float32, torch.float64):
@@ -139,6 +165,25 @@ def _cases(world):
     if world == 2:
         cases.append(case("ring", "zigzag", True, (1, 1, 1040, 4), torch.float64))
         cases.append(case("ring", "contiguous", True, (1, 1, 1040, 4), torch.float32))
+    # Windows and grouped-query attention (H = 4 query heads, Hkv = 4, 2 or 1), every window in
+    # both layouts, with and without causal, each head count in turn.
+    for layout in ("contiguous", "zigzag"):
+        for causal in (False, True):
+            for i, window in enumerate(WINDOWS):
+                kv_heads = (None, 2, 1)[(i + causal + (layout == "zigzag")) % 3]
+                cases.append(case("ring", layout, causal, (2, 4, 8 * world, 6), torch.float32,
+                                  window=window, kv_heads=kv_heads))
+    # Ulysses needs H and Hkv divisible by P: H = 2P query heads on P or 2P key/value heads.
+    for causal in (False, True):
+        for i, window in enumerate((None, (2, 0), (9, 0), (4, 3))):
+            cases.append(case("ulysses", "contiguous", causal, (1, 2 * world, 8 * world, 6),
+                              torch.float32, window=window, kv_heads=(world, None)[i % 2]))
+    # dv != d with grouped heads and a window; a window across the backward pass's tiles.
+    cases.append(case("ring", "zigzag", False, (1, 4, 8 * world, 6), torch.float32, 0.4, dv=3,
+                      window=(5, 2), kv_heads=2))
+    if world == 2:
+        cases.append(case("ring", "contiguous", True, (1, 2, 1040, 4), torch.float32,
+                          window=(600, 0), kv_heads=1))
     return cases
 
 
@@ -161,14 +206,22 @@ def _reference(case):
     wide = case["query"].element_size() == 2
     q, k, v = (case[n].double().requires_grad_() if wide else case[n].clone().requires_grad_()
                for n in ("query", "key", "value"))
-    out = at.scaled_dot_product_attention(q, k, v, causal=case["causal"], scale=case["scale"])
+    window, mask = case["window"], None
+    if window is not None and window[0] is None and window[1] and not case["causal"]:
+        # attnbook.torch.scaled_dot_product_attention's fused path computes a window with
+        # only a right bound, (None, r > 0), as a causal mask: the same window as a mask.
+        window, mask = None, at.window_mask(q.shape[-2], k.shape[-2], case["window"])
+    out = at.scaled_dot_product_attention(q, k, v, mask, causal=case["causal"],
+                                          scale=case["scale"], window=window,
+                                          enable_gqa=case["enable_gqa"])
     grad = case["grad"].double() if wide else case["grad"]
     return (out, *torch.autograd.grad(out, (q, k, v), grad))
 
 
 def _label(case):
     return (f"{case['method']}/{case['layout']}/causal={case['causal']}/{case['shape']}/"
-            f"{str(case['query'].dtype).removeprefix('torch.')}")
+            f"{str(case['query'].dtype).removeprefix('torch.')}/window={case['window']}/"
+            f"kv_heads={case['kv_heads']}")
 
 
 @pytest.mark.parametrize("world", WORLDS)
@@ -197,7 +250,9 @@ def test_bytes_sent_equal_the_formula(runs, ad, world):
         if case["value"].shape != case["key"].shape:
             continue                                          # the formula takes dv = d
         want = ad.communication_bytes(case["method"], case["shape"], world,
-                                      case["query"].element_size(), causal=case["causal"])
+                                      case["query"].element_size(), causal=case["causal"],
+                                      kv_heads=case["kv_heads"], window=case["window"],
+                                      layout=case["layout"])
         for r in range(world):
             sent = run["ranks"][r][0][i]["bytes"]
             assert {k: sent[k] for k in want} == want, (_label(case), r, sent)
@@ -220,6 +275,45 @@ def test_the_formula_by_hand(ad):
             ad.communication_bytes(*bad)
 
 
+def test_the_formula_with_grouped_heads_and_windows(ad):
+    # (B, H, L, d) = (1, 4, 32, 2) float32 over 4 ranks: a query shard is 64 elements, a key
+    # shard with Hkv = 1 key/value head 16 elements, 64 bytes.
+    shape = (1, 4, 32, 2)
+    mha = ad.communication_bytes("ring", shape, 4, 4)
+    assert ad.communication_bytes("ring", shape, 4, 4, kv_heads=1) == {
+        "forward": 2 * 3 * 64, "backward": 2 * 3 * 64 + 2 * 4 * 64}
+    assert ad.communication_bytes("ring", shape, 4, 4, kv_heads=2) == {
+        k: b // 2 for k, b in mha.items()}                  # only keys and values travel
+    # Ulysses moves Q and O (256 bytes a shard) as before, K and V in Hkv / H of the bytes.
+    assert ad.communication_bytes("ulysses", shape, 2, 4, kv_heads=2)["forward"] == (
+        2 * 512 // 2 + 2 * 256 // 2)
+    # Causal windows over shards of n = 8 tokens: a block goes as far as the last rank whose
+    # first query sees one of its keys, ceil((w - 1) / n) ranks on.
+    for w, hops in ((1, 0), (3, 1), (8, 1), (9, 1), (10, 2), (17, 2), (18, 3), (100, 3)):
+        assert ad.ring_hops(4, 8, window=(w - 1, 0)) == hops, w
+        assert ad.ring_hops(4, 8, causal=True, window=(w - 1, 5)) == hops, w
+        sent = ad.communication_bytes("ring", shape, 4, 4, kv_heads=1, window=(w - 1, 0))
+        assert sent == ({"forward": 2 * hops * 64, "backward": 2 * hops * 64
+                         + 2 * (hops + 1) * 64} if hops else {"forward": 0, "backward": 0})
+    assert ad.ring_hops(4, 8) == ad.ring_hops(4, 8, causal=True) == 3
+    # Looking ahead needs the next rank's block, P - 1 hops away; so do the zigzag's late chunks.
+    assert ad.ring_hops(4, 8, window=(2, 1)) == ad.ring_hops(4, 8, window=(None, 1)) == 3
+    assert ad.ring_hops(4, 8, window=(1, 0), layout="zigzag") == 3
+    assert ad.ring_hops(4, 8, window=(0, 0), layout="zigzag") == 0
+    assert ad.ring_hops(1, 8, window=(2, 0)) == 0
+    for bad in (dict(kv_heads=3), dict(kv_heads=0), dict(window=(-1, 0)),
+                dict(layout="striped"), dict(layout="zigzag", window=(1, 0), kv_heads=1)):
+        method = "ulysses" if bad.get("layout") == "zigzag" else "ring"
+        with pytest.raises((TypeError, ValueError)):
+            ad.communication_bytes(method, shape, 4, 4, **bad)
+    with pytest.raises(ValueError, match="does not split over 4 ranks"):
+        ad.communication_bytes("ulysses", shape, 4, 4, kv_heads=2)   # Hkv = 2 < P
+    with pytest.raises(ValueError, match="needs a head axis"):
+        ad.communication_bytes("ring", (32, 2), 4, 4, kv_heads=1)
+    with pytest.raises(ValueError, match="even shard length"):
+        ad.ring_hops(4, 7, layout="zigzag")
+
+
 EXPECTED_ERRORS = {
     "ring_ragged": ("ValueError", "the shards have different lengths (axis -2 of query): 4 on "
                                   "rank 0"),
@@ -238,6 +332,27 @@ EXPECTED_ERRORS = {
     "ulysses_heads": ("ValueError", "H = 3 (axis 1 of query (1, 3, 4, 3)) must be divisible by"),
     "ulysses_rank": ("ValueError", "query must have rank 4 (B, H, L/P, d)"),
     "ring_rank": ("ValueError", "query must have rank >= 2 (..., L, d), got shape (3,)"),
+    "ring_scale_too_large": ("ValueError", "scale must be a positive finite number or None, "
+                                           "got an integer of 1329 bits"),
+    "ring_window_across_ranks": ("ValueError", "window differs across ranks: (2, 0) on rank 0"),
+    "ulysses_window_across_ranks": ("ValueError", "window differs across ranks: (2, None) on "
+                                                  "rank 0 and (2, 1) on rank"),
+    "ring_window_negative": ("ValueError", "window[0] must be a non-negative integer or None, "
+                                           "got -1"),
+    "ring_window_huge": ("ValueError", "window[0] must be a non-negative integer or None of at "
+                                       "most 2**63 - 1"),
+    "ring_window_not_a_pair_on_one_rank": ("TypeError", "on rank 1 of {world}: window must be "
+                                                        "None or a pair (left, right)"),
+    "ring_gqa_across_ranks": ("ValueError", "enable_gqa differs across ranks: True on rank 0 "
+                                            "and False on rank"),
+    "ring_gqa_heads_do_not_group": ("ValueError", "H = 4 (axis -3 of query) to be a multiple of "
+                                                  "the key/value heads Hkv = 3"),
+    "ring_fewer_kv_heads_without_gqa": ("ValueError", "no broadcasting: key and value travel "
+                                                      "between ranks); for grouped-query "
+                                                      "attention"),
+    "ulysses_kv_heads": ("ValueError", "Hkv = 1 (axis 1 of key (1, 1, 4, 3)) must be divisible "
+                                       "by {world}. Fewer key/value heads than ranks would have "
+                                       "to be copied"),
 }
 
 
@@ -315,6 +430,40 @@ def test_block_plan_covers_each_visible_pair_exactly_once(ad, layout, world):
                 seen[i, j] += 1 if not diagonal else (j <= i)
         want = np.tril(np.ones((length, length), int)) if causal else np.ones_like(seen)
         np.testing.assert_array_equal(seen, want)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "zigzag"])
+@pytest.mark.parametrize("world", [1, 2, 3, 5])
+def test_window_plan_covers_each_pair_in_the_window_exactly_once(ad, layout, world):
+    """The pieces of every block, with their local windows, cover every pair (i, j) with
+    i - left <= j <= i + right once and no other pair; and the ring's hops reach every block a
+    rank needs."""
+    n = 6
+    length = n * world
+    pos = [ad.shard(np.arange(length), r, world, layout, dim=0) for r in range(world)]
+    i, j = np.arange(length)[:, None], np.arange(length)[None, :]
+    for left in (None, 0, 1, 2, 5, 6, 7, 13):
+        for right in (None, 0, 1, 4, 8):
+            seen, farthest = np.zeros((length, length), int), 0
+            for rank in range(world):
+                for source in range(world):
+                    pieces = ad.window_plan(rank, source, n, world, (left, right), layout=layout)
+                    if pieces:
+                        farthest = max(farthest, (rank - source) % world)
+                    for rows, cols, local in pieces:
+                        a = np.arange(rows.stop - rows.start)[:, None]
+                        b = np.arange(cols.stop - cols.start)[None, :]
+                        ok = np.ones((a.size, b.size), bool)
+                        if local is not None:
+                            assert all(s is None or s >= 0 for s in local)
+                            ok &= (b >= a - local[0]) if local[0] is not None else True
+                            ok &= (b <= a + local[1]) if local[1] is not None else True
+                        seen[pos[rank][rows][:, None], pos[source][cols][None, :]] += ok
+            want = np.ones((length, length), bool)
+            want &= (j >= i - left) if left is not None else True
+            want &= (j <= i + right) if right is not None else True
+            np.testing.assert_array_equal(seen, want.astype(int), err_msg=str((left, right)))
+            assert ad.ring_hops(world, n, window=(left, right), layout=layout) == farthest
 
 
 def test_zigzag_balances_the_causal_work(ad):
