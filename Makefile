@@ -1,5 +1,6 @@
 # The two commands a reader needs: `make book` (HTML in _build/html) and `make test` (all tests).
 # Each creates $(VENV) on first use and installs the pinned CPU environment from requirements/.
+# For contributors: `make test-package` (the package tests only, in parallel: the quick loop) and `make lint`.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := $(wildcard requirements/*.txt)
 PIP_INSTALL := $(BIN)/python -m pip install -c requirements/constraints.txt
 
-.PHONY: venv book test release-check clean distclean
+.PHONY: venv book test test-package lint release-check clean distclean
 
 venv: $(STAMP)
 
@@ -33,6 +34,17 @@ book: venv
 # Chromium it skips, unless CI=true. Its screenshots land in _build/screenshots/.
 test: venv
 	$(BIN)/python -m pytest -p no:cacheprovider tests book --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+# The quick loop while editing the package: tests/ only, on every core (pytest-xdist), without the notebooks
+# and without the browser test of the built site (tests/test_site.py).
+test-package: venv
+	$(BIN)/python -m pytest -p no:cacheprovider tests -n auto --ignore=tests/test_site.py $(PYTEST_ARGS)
+
+# ruff's lint rules and formatting ([tool.ruff] in pyproject.toml), package, tests and notebooks; changes nothing.
+# `$(BIN)/ruff check --fix . && $(BIN)/ruff format .` applies the fixes.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Build the wheel and sdist into dist/, twine-check them, and install the wheel in a clean venv.
 release-check: venv
