@@ -934,11 +934,6 @@ def ulysses_attention(query, key, value, *, causal=False, window=None,
     q, kv = _SeqToHeads.apply(group, world, query, kv)   # all L tokens, 1/P of heads
     k, v = kv.split([key.shape[-1], value.shape[-1]], dim=-1)
     window = (plan.left, plan.right)
-    if plan.left is None and plan.right:
-        # The same window, bounded on the left by the whole sequence: the fused path of
-        # attnbook.torch.scaled_dot_product_attention takes a window (None, r > 0) for
-        # a causal mask.
-        window = (max(q.shape[-2] - 1, 0), plan.right)
     out = _attn.scaled_dot_product_attention(q, k, v, window=window,
                                              enable_gqa=enable_gqa, scale=plan.scale)
     (out,) = _HeadsToSeq.apply(group, world, out)     # (B, H, n, dv)

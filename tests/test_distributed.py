@@ -206,13 +206,8 @@ def _reference(case):
     wide = case["query"].element_size() == 2
     q, k, v = (case[n].double().requires_grad_() if wide else case[n].clone().requires_grad_()
                for n in ("query", "key", "value"))
-    window, mask = case["window"], None
-    if window is not None and window[0] is None and window[1] and not case["causal"]:
-        # attnbook.torch.scaled_dot_product_attention's fused path computes a window with
-        # only a right bound, (None, r > 0), as a causal mask: the same window as a mask.
-        window, mask = None, at.window_mask(q.shape[-2], k.shape[-2], case["window"])
-    out = at.scaled_dot_product_attention(q, k, v, mask, causal=case["causal"],
-                                          scale=case["scale"], window=window,
+    out = at.scaled_dot_product_attention(q, k, v, causal=case["causal"],
+                                          scale=case["scale"], window=case["window"],
                                           enable_gqa=case["enable_gqa"])
     grad = case["grad"].double() if wide else case["grad"]
     return (out, *torch.autograd.grad(out, (q, k, v), grad))
