@@ -166,6 +166,7 @@ class _Page:
         self.broken_images: list[str] = []
         self.images = 0
         self.output_images = 0
+        self.diagrams: list[dict] = []
         self.untypeset_math = 0
         self.math_elements = 0
         self.raw_tex: list[str] = []
@@ -229,6 +230,9 @@ async () => {
   const ids = Array.from(document.querySelectorAll("[id]")).map(e => e.id)
       .concat(Array.from(document.querySelectorAll("a[name]")).map(e => e.name));
   const outputImages = document.querySelectorAll(".cell_output img").length;
+  const diagrams = Array.from(document.querySelectorAll("img.diagram")).map(img => ({
+      src: img.currentSrc || img.src, alt: img.getAttribute("alt") || "",
+      loaded: img.complete && img.naturalWidth > 0}));
   const visible = e => { const r = e.getBoundingClientRect(), cs = getComputedStyle(e);
                          return r.width > 0 && r.height > 0 && cs.visibility !== "hidden" && cs.display !== "none"; };
   // The page head: one search box (outside the search page's own form), no band above the logo.
@@ -272,7 +276,7 @@ async () => {
                      ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT });
   const chars = new Set();
   while (all.nextNode()) { for (const c of all.currentNode.nodeValue) { chars.add(c); } }
-  return {broken, images: imgs.length, outputImages, maths: maths.length, untypeset, text: texts.join(" "), links, ids,
+  return {broken, images: imgs.length, outputImages, diagrams, maths: maths.length, untypeset, text: texts.join(" "), links, ids,
           searchBoxes, headerHeight: header ? header.getBoundingClientRect().height : 0, logoVisible, titleFirst,
           codeCells, rawTables, wideCode, shrunk, characters: Array.from(chars).join("")};
 }
@@ -295,6 +299,7 @@ def visits(site, base_url, browser):
         record.broken_images = found["broken"]
         record.images = found["images"]
         record.output_images = found["outputImages"]
+        record.diagrams = found["diagrams"]
         record.math_elements = found["maths"]
         record.untypeset_math = found["untypeset"]
         record.raw_tex = sorted({m.group(0) for m in RAW_TEX.finditer(found["text"])})
@@ -340,6 +345,24 @@ def test_every_image_loads(visits):
     assert sum(v.output_images for v in visits.values()) >= 5
     broken = {p: v.broken_images for p, v in visits.items() if v.broken_images}
     assert not broken, f"images that did not load: {broken}"
+
+
+def test_diagrams_load_and_have_alt_text(visits):
+    """Every explanatory diagram (book/_static/diagrams/*.svg, shown with :class: diagram) is on a page, loads, and
+    has alt text a screen reader can say (a sentence, not a file name)."""
+    shown = {}
+    for rel, v in visits.items():
+        for d in v.diagrams:
+            shown.setdefault(d["src"].rsplit("/", 1)[-1], []).append((rel, d))
+    committed = {p.name for p in (ROOT / "book" / "_static" / "diagrams").glob("*.svg")}
+    assert len(committed) >= 10, f"only {len(committed)} diagrams in book/_static/diagrams"
+    missing = sorted(committed - set(shown))
+    assert not missing, f"diagrams committed but shown on no page: {missing}"
+    bad = [(rel, d["src"]) for uses in shown.values() for rel, d in uses if not d["loaded"]]
+    assert not bad, f"diagrams that did not load: {bad}"
+    no_alt = [(rel, d["src"]) for uses in shown.values() for rel, d in uses
+              if len(d["alt"].split()) < 5 or d["alt"].lower().endswith(".svg")]
+    assert not no_alt, f"diagrams without a sentence of alt text: {no_alt}"
 
 
 def test_math_is_typeset(visits, site):
