@@ -168,8 +168,9 @@ def _explicit(query, key, value, mask, bias, sink, plan, return_weights):
 
 
 def _fusable(plan, sink):
-    """Whether PyTorch's fused kernel computes this call: it has no softcap, no sink and no window (a causal
-    structure, bottom-right too, becomes its mask)."""
+    """Whether PyTorch's fused kernel computes this call: it has no softcap, no sink and no left bound of a window
+    (the tiled path computes those in O(Lq * w)); a causal structure, bottom-right or with a look-ahead, becomes the
+    kernel's mask."""
     return plan.softcap is None and sink is None and plan.left is None
 
 
