@@ -1,8 +1,9 @@
 """attnbook: attention implemented identically in NumPy, PyTorch and TensorFlow.
 
-``attnbook.<function>`` dispatches on the framework of its array arguments (or ``backend=``); the twins themselves
-are ``attnbook.numpy``, ``attnbook.torch`` and ``attnbook.tensorflow``, imported on first use, so that
-``import attnbook`` imports NumPy only.
+``attnbook.<function>`` dispatches on the framework of its array arguments (or
+``backend=``); the twins themselves are ``attnbook.numpy``, ``attnbook.torch`` and
+``attnbook.tensorflow``, imported on first use, so that ``import attnbook`` imports
+NumPy only.
 """
 
 from __future__ import annotations
@@ -23,14 +24,21 @@ def _dispatcher(spec):
     @functools.wraps(spec)
     def dispatch(*args, backend=None, **kwargs):
         bound = sig.bind(*args, **kwargs)
-        return getattr(_dispatch.choose(bound.arguments, backend), spec.__name__)(*args, **kwargs)
+        return getattr(_dispatch.choose(bound.arguments, backend), spec.__name__)(
+            *args, **kwargs
+        )
 
     params = list(sig.parameters.values())
-    params.append(inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY, default=None))
+    params.append(
+        inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY, default=None)
+    )
     dispatch.__signature__ = sig.replace(parameters=params)
     dispatch.__doc__ = (spec.__doc__ or "") + (
-        "\n    ``backend``: ``\"numpy\"``, ``\"torch\"`` or ``\"tensorflow\"``; by default the framework of the array"
-        "\n    arguments (NumPy when there are none). Arrays of two frameworks raise ``TypeError``.\n")
+        '\n    ``backend``: ``"numpy"``, ``"torch"`` or ``"tensorflow"``; by '
+        "default the framework of the array"
+        "\n    arguments (NumPy when there are none). Arrays of two frameworks raise "
+        "``TypeError``.\n"
+    )
     return dispatch
 
 

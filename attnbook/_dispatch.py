@@ -1,7 +1,10 @@
-"""Find the framework of the arrays a function was given, without importing any framework.
+"""Find the framework of the arrays a function was given, without importing any
+framework.
 
-Like einops' backends: an array's type is looked up once and cached; torch and TensorFlow are recognised only if
-the user has already imported them (they are in ``sys.modules``), so ``import attnbook`` stays NumPy-only.
+Like einops' backends: an array's type is looked up once and cached; torch and
+    TensorFlow are recognised only if
+the user has already imported them (they are in ``sys.modules``), so ``import
+attnbook`` stays NumPy-only.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ _by_type: dict[type, str | None] = {}
 
 
 def framework_of(x):
-    """``"numpy"``, ``"torch"``, ``"tensorflow"``, or ``None`` for a non-array (a number, a string, None)."""
+    """``"numpy"``, ``"torch"``, ``"tensorflow"``, or ``None`` for a non-array (a
+    number, a string, None)."""
     t = type(x)
     if t not in _by_type:
         _by_type[t] = _classify(x)
@@ -25,7 +29,8 @@ def _classify(x):
     import numpy as np
 
     if isinstance(x, np.ndarray):
-        return "numpy"              # a NumPy scalar (np.int64(3) as an axis) is a number, not an array
+        # a NumPy scalar (np.int64(3) as an axis) is a number, not an array
+        return "numpy"
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         return "torch"
@@ -48,12 +53,15 @@ def _arrays(named):
 def module(backend):
     """The backend module for a name, imported on first use."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+        raise ValueError(
+            f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}"
+        )
     return importlib.import_module(f"attnbook.{backend}")
 
 
 def choose(named, backend=None):
-    """Pick the backend module for arguments ``{name: value}``; ``TypeError`` if two frameworks are mixed."""
+    """Pick the backend module for arguments ``{name: value}``; ``TypeError`` if two
+    frameworks are mixed."""
     if backend is not None:
         return module(backend)
     found = dict(_arrays(named))

@@ -59,17 +59,28 @@ from . import _spec
 from . import torch as _attn
 
 __all__ = [
-    "ring_attention", "ulysses_attention", "shard", "unshard", "block_plan",
-    "window_plan", "ring_hops", "merge", "communication_bytes", "count_bytes", "spawn",
-    "demo", "LAYOUTS",
+    "ring_attention",
+    "ulysses_attention",
+    "shard",
+    "unshard",
+    "block_plan",
+    "window_plan",
+    "ring_hops",
+    "merge",
+    "communication_bytes",
+    "count_bytes",
+    "spawn",
+    "demo",
+    "LAYOUTS",
 ]
 
 LAYOUTS = ("contiguous", "zigzag")
-_TILE = 512      # rows and columns of one score tile in the ring's backward pass
-_MAX_AXES = 8    # axes of a tensor that the argument check describes to the other ranks
+_TILE = 512  # rows and columns of one score tile in the ring's backward pass
+_MAX_AXES = 8  # axes of a tensor that the argument check describes to the other ranks
 
 
 # --- cutting a sequence into shards ---------------------------------------------------
+
 
 def _cut(x, start, stop, dim):
     index = [slice(None)] * x.ndim
@@ -89,14 +100,19 @@ def shard(x, rank, world, layout="contiguous", dim=-2):
     be divisible by ``world`` (by ``2 * world`` for ``"zigzag"``)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be 'contiguous' or 'zigzag', got {layout!r}")
-    if not (isinstance(world, numbers.Integral) and isinstance(rank, numbers.Integral)
-            and 0 <= rank < world):
+    if not (
+        isinstance(world, numbers.Integral)
+        and isinstance(rank, numbers.Integral)
+        and 0 <= rank < world
+    ):
         raise ValueError(f"need 0 <= rank < world, got rank {rank!r}, world {world!r}")
     length, parts = x.shape[dim], world if layout == "contiguous" else 2 * world
     if length % parts:
-        raise ValueError(f"a sequence of {length} tokens (axis {dim} of shape "
-                         f"{tuple(x.shape)}) cannot be cut into {parts} equal chunks "
-                         f"for {world} ranks in the {layout} layout")
+        raise ValueError(
+            f"a sequence of {length} tokens (axis {dim} of shape "
+            f"{tuple(x.shape)}) cannot be cut into {parts} equal chunks "
+            f"for {world} ranks in the {layout} layout"
+        )
     c = length // parts
     early = _cut(x, rank * c, (rank + 1) * c, dim)
     if layout == "contiguous":
@@ -113,8 +129,8 @@ def unshard(shards, layout="contiguous", dim=-2):
     if layout == "contiguous":
         return _cat(list(shards), dim)
     half = shards[0].shape[dim] // 2
-    early = [_cut(s, 0, half, dim) for s in shards]                  # chunks 0 .. P-1
-    late = [_cut(s, half, 2 * half, dim) for s in reversed(shards)]   # chunks P .. 2P-1
+    early = [_cut(s, 0, half, dim) for s in shards]  # chunks 0 .. P-1
+    late = [_cut(s, half, 2 * half, dim) for s in reversed(shards)]  # chunks P .. 2P-1
     return _cat(early + late, dim)
 
 
@@ -126,13 +142,13 @@ def block_plan(rank, source, n, *, causal=False, layout="contiguous"):
     whole = slice(0, n)
     if not causal:
         return whole, whole, False
-    if source == rank:                  # positions increase along both shards
+    if source == rank:  # positions increase along both shards
         return whole, whole, True
-    if layout == "contiguous":          # a later rank's keys all follow my queries
+    if layout == "contiguous":  # a later rank's keys all follow my queries
         return (whole, whole, False) if source < rank else None
     half = n // 2
-    if source < rank:                   # its early chunk precedes both of mine, and
-        return whole, slice(0, half), False     # its late chunk follows both
+    if source < rank:  # its early chunk precedes both of mine, and
+        return whole, slice(0, half), False  # its late chunk follows both
     return slice(half, n), whole, False  # both its chunks precede my late chunk only
 
 
@@ -164,8 +180,8 @@ def window_plan(rank, source, n, world, window, *, layout="contiguous"):
             # Query row + i may see key col + j iff lo <= j - i <= hi.
             lo = -math.inf if left is None else at_q - at_k - left
             hi = math.inf if right is None else at_q - at_k + right
-            r0, r1 = max(0, -hi), min(nq, nk - lo)    # the rows that see some key
-            c0, c1 = max(0, lo), min(nk, nq + hi)     # the keys that some row sees
+            r0, r1 = max(0, -hi), min(nq, nk - lo)  # the rows that see some key
+            c0, c1 = max(0, lo), min(nk, nq + hi)  # the keys that some row sees
             if r0 >= r1 or c0 >= c1:
                 continue
             # Counted from (r0, c0) the band is lo - t <= j - i <= hi - t, t = c0 - r0,
@@ -174,8 +190,11 @@ def window_plan(rank, source, n, world, window, *, layout="contiguous"):
             t = c0 - r0
             own_left = None if t - lo >= r1 - r0 - 1 else t - lo
             own_right = None if hi - t >= c1 - c0 - 1 else hi - t
-            local = None if own_left is None and own_right is None else (
-                own_left, own_right)
+            local = (
+                None
+                if own_left is None and own_right is None
+                else (own_left, own_right)
+            )
             pieces.append((slice(row + r0, row + r1), slice(col + c0, col + c1), local))
     return pieces
 
@@ -205,8 +224,10 @@ def ring_hops(world, n, *, causal=False, window=None, layout="contiguous"):
 @functools.lru_cache(maxsize=256)
 def _hops(world, n, left, right, layout):
     for hops in range(world - 1, 0, -1):
-        if any(window_plan(r, (r - hops) % world, n, world, (left, right),
-                           layout=layout) for r in range(world)):
+        if any(
+            window_plan(r, (r - hops) % world, n, world, (left, right), layout=layout)
+            for r in range(world)
+        ):
             return hops
     return 0
 
@@ -215,7 +236,7 @@ def merge(out1, lse1, out2, lse2):
     """Attention over the union of two disjoint key sets, from each one's output
     ``(..., Lq, dv)`` and log-sum-exp ``(..., Lq)``: returns ``(out, lse)``. A side with
     no key (``lse = -inf``) has weight 0, so a row with no key at all stays 0."""
-    lse = torch.logaddexp(lse1, lse2)                                     # (..., Lq)
+    lse = torch.logaddexp(lse1, lse2)  # (..., Lq)
     # A row with no key at all: subtract 0, not -inf (-inf - -inf is NaN).
     ref = torch.where(torch.isneginf(lse), torch.zeros_like(lse), lse)
     w1, w2 = torch.exp(lse1 - ref)[..., None], torch.exp(lse2 - ref)[..., None]
@@ -247,8 +268,17 @@ def _count(phase, nbytes):
         counts[phase] += int(nbytes)
 
 
-def communication_bytes(method, shape, world, dtype_bytes, causal=False, *,
-                        kv_heads=None, window=None, layout="contiguous"):
+def communication_bytes(
+    method,
+    shape,
+    world,
+    dtype_bytes,
+    causal=False,
+    *,
+    kv_heads=None,
+    window=None,
+    layout="contiguous",
+):
     """Bytes one rank sends, ``{"forward": ..., "backward": ...}``, for attention over a
     whole sequence of ``shape = (..., L, d)`` (query, key and value alike, ``dv = d``)
     cut over ``world = P`` ranks; with ``kv_heads = Hkv`` (grouped-query attention)
@@ -275,34 +305,43 @@ def communication_bytes(method, shape, world, dtype_bytes, causal=False, *,
         raise ValueError(f"method must be 'ring' or 'ulysses', got {method!r}")
     shape = tuple(int(s) for s in shape)
     if len(shape) < 2 or (method == "ulysses" and len(shape) != 4):
-        raise ValueError("shape must be (..., L, d) for ring and (B, H, L, d) for "
-                         f"ulysses, got {shape}")
+        raise ValueError(
+            "shape must be (..., L, d) for ring and (B, H, L, d) for "
+            f"ulysses, got {shape}"
+        )
     if not isinstance(world, numbers.Integral) or isinstance(world, bool) or world < 1:
         raise ValueError(f"world must be a positive integer, got {world!r}")
     if layout not in LAYOUTS or (method == "ulysses" and layout != "contiguous"):
-        raise ValueError(f"layout must be 'contiguous' or 'zigzag' for ring and "
-                         f"'contiguous' for ulysses, got {layout!r}")
+        raise ValueError(
+            f"layout must be 'contiguous' or 'zigzag' for ring and "
+            f"'contiguous' for ulysses, got {layout!r}"
+        )
     heads = shape[-3] if len(shape) >= 3 else 1
     if kv_heads is None:
         kv_heads = heads
     elif len(shape) < 3:
         raise ValueError(f"kv_heads needs a head axis (..., H, L, d), got {shape}")
-    kv_heads = _spec.check_integer("kv_heads", kv_heads, least=1,
-                                   what="a positive integer or None")
+    kv_heads = _spec.check_integer(
+        "kv_heads", kv_heads, least=1, what="a positive integer or None"
+    )
     if heads % kv_heads:
-        raise ValueError(f"kv_heads = {kv_heads} must divide the H = {heads} query "
-                         f"heads of shape {shape}")
+        raise ValueError(
+            f"kv_heads = {kv_heads} must divide the H = {heads} query "
+            f"heads of shape {shape}"
+        )
     parts = world * (2 if layout == "zigzag" else 1)
     heads_split = method == "ring" or (heads % world == 0 and kv_heads % world == 0)
     if shape[-2] % parts or not heads_split:
-        raise ValueError(f"shape {shape} with kv_heads = {kv_heads} does not split "
-                         f"over {world} ranks")
+        raise ValueError(
+            f"shape {shape} with kv_heads = {kv_heads} does not split "
+            f"over {world} ranks"
+        )
     if dtype_bytes not in (2, 4, 8):
         raise ValueError(f"dtype_bytes must be 2, 4 or 8, got {dtype_bytes!r}")
     _spec.check_flag("causal", causal)
     p, b = world, dtype_bytes
-    s = math.prod(shape) // p                          # elements of a query shard
-    s_kv = math.prod(shape) // heads * kv_heads // p   # and of a key shard
+    s = math.prod(shape) // p  # elements of a query shard
+    s_kv = math.prod(shape) // heads * kv_heads // p  # and of a key shard
     if method == "ulysses":
         _spec.check_window(window)
         one_way = 2 * (p - 1) * (s + s_kv) // p * b
@@ -316,26 +355,33 @@ def communication_bytes(method, shape, world, dtype_bytes, causal=False, *,
 
 # --- the process group and the argument check -----------------------------------------
 
+
 def _group(fn, group):
     """``(group, P, rank)`` for ``group`` (None: the world), if this process is in."""
     if not dist.is_available():
         raise RuntimeError(f"{fn} needs torch.distributed, which this PyTorch lacks")
     if not dist.is_initialized():
-        raise RuntimeError(f"{fn} needs an initialised process group: call "
-                           "torch.distributed.init_process_group(...) in every process "
-                           "first (attnbook.distributed.spawn does it for you)")
+        raise RuntimeError(
+            f"{fn} needs an initialised process group: call "
+            "torch.distributed.init_process_group(...) in every process "
+            "first (attnbook.distributed.spawn does it for you)"
+        )
     if group is None:
         group = dist.group.WORLD
     elif isinstance(group, int) and group == dist.GroupMember.NON_GROUP_MEMBER:
         # What new_group returns to the ranks it leaves out.
-        raise ValueError(f"{fn}: this process (global rank {dist.get_rank()}) is not "
-                         "in the group it was given; call it on that group's ranks")
+        raise ValueError(
+            f"{fn}: this process (global rank {dist.get_rank()}) is not "
+            "in the group it was given; call it on that group's ranks"
+        )
     elif not isinstance(group, dist.ProcessGroup):
         raise _spec.type_error("group", "torch.distributed.ProcessGroup or None", group)
     rank = dist.get_rank(group)
     if rank < 0:
-        raise ValueError(f"{fn}: this process (global rank {dist.get_rank()}) is not "
-                         "in the group it was given; call it on that group's ranks")
+        raise ValueError(
+            f"{fn}: this process (global rank {dist.get_rank()}) is not "
+            "in the group it was given; call it on that group's ranks"
+        )
     return group, dist.get_world_size(group), rank
 
 
@@ -346,9 +392,20 @@ def _info(name, x):
     return _spec.Info(tuple(x.shape), dtype, str(x.device))
 
 
-_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool,
-           torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
-           torch.complex64, torch.complex128]
+_DTYPES = [
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.bool,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.complex64,
+    torch.complex128,
+]
 
 
 def _describe(x):
@@ -363,19 +420,21 @@ def _decode(row):
     code = int(row[-1])
     dtype = str(_DTYPES[code]) if code < len(_DTYPES) else "other"
     dtype = dtype.removeprefix("torch.")
-    return tuple(int(s) for s in row[1:1 + int(row[0])]), dtype
+    return tuple(int(s) for s in row[1 : 1 + int(row[0])]), dtype
 
 
 def _choice(value, choices):
     """A flag that must be one of ``choices``, as ``(code, decode)`` for the handshake:
     its index (compared by type too: 1 is not True; -1 for none of them), and back."""
-    code = next((i for i, c in enumerate(choices)
-                 if type(value) is type(c) and value == c), -1)
+    code = next(
+        (i for i, c in enumerate(choices) if type(value) is type(c) and value == c), -1
+    )
     return code, lambda i: choices[i] if i >= 0 else "an invalid value"
 
 
 def _number(value):
     """A number or None as ``(code, decode)``: the bits of its float64, -1 for None."""
+
     def decode(bits):
         return struct.unpack("<d", struct.pack("<q", bits))[0] if bits >= 0 else None
 
@@ -391,6 +450,7 @@ def _window(value):
     """A window as ``(codes, decode)``: two integers, each side's size, -1 for None
     (``None`` is ``(None, None)``), -2 for what is not a valid size (which the rank's
     own check refuses)."""
+
     def side(v):
         if v is None:
             return -1
@@ -428,8 +488,12 @@ def _listing(values):
     groups = {}
     for r, v in enumerate(values):
         groups.setdefault(v, []).append(r)
-    parts = [f"{v} on rank {r[0]}" if len(r) == 1
-             else f"{v} on ranks " + ", ".join(map(str, r)) for v, r in groups.items()]
+    parts = [
+        f"{v} on rank {r[0]}"
+        if len(r) == 1
+        else f"{v} on ranks " + ", ".join(map(str, r))
+        for v, r in groups.items()
+    ]
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
@@ -461,34 +525,42 @@ def _handshake(fn, tensors, flags, check, group, world):
         padded = list(message) + [0] * (int(table[:, 1].max()) - len(message))
         texts = _all_gather(padded, group, world)
         r = int(np.flatnonzero(table[:, 0])[0])
-        text = bytes(int(c) for c in texts[r, :table[r, 1]]).decode(errors="replace")
+        text = bytes(int(c) for c in texts[r, : table[r, 1]]).decode(errors="replace")
         kind = TypeError if table[r, 0] == 1 else ValueError
         raise kind(f"{fn} on rank {r} of {world}: {text}")
     width = _MAX_AXES + 2
     for i, name in enumerate(tensors):
-        rows = [_decode(row[2 + i * width:2 + (i + 1) * width]) for row in table]
+        rows = [_decode(row[2 + i * width : 2 + (i + 1) * width]) for row in table]
         shapes, dtypes = [s for s, _ in rows], [t for _, t in rows]
         if len({s[:-2] + s[-1:] for s in shapes}) == 1 and len(set(shapes)) > 1:
             raise ValueError(
                 f"{fn}: the shards have different lengths (axis -2 of {name}): "
                 f"{_listing([s[-2] for s in shapes])}; cut the sequence into {world} "
                 "equal shards with attnbook.distributed.shard, which needs its length "
-                f"divisible by {world} ({2 * world} for the zigzag layout)")
+                f"divisible by {world} ({2 * world} for the zigzag layout)"
+            )
         if len(set(shapes)) > 1:
-            raise ValueError(f"{fn}: {name} has shape {_listing(shapes)}; every rank "
-                             "must pass a shard of the same shape")
+            raise ValueError(
+                f"{fn}: {name} has shape {_listing(shapes)}; every rank "
+                "must pass a shard of the same shape"
+            )
         if len(set(dtypes)) > 1:
-            raise TypeError(f"{fn}: {name} has dtype {_listing(dtypes)}; every rank "
-                            "must use one dtype")
+            raise TypeError(
+                f"{fn}: {name} has dtype {_listing(dtypes)}; every rank "
+                "must use one dtype"
+            )
     start = 2 + len(tensors) * width
     for (name, (code, decode)), cs in zip(flags.items(), codes, strict=True):
-        rows = [tuple(int(c) for c in row) for row in table[:, start:start + len(cs)]]
+        rows = [tuple(int(c) for c in row) for row in table[:, start : start + len(cs)]]
         start += len(cs)
         if len(set(rows)) > 1:
-            values = [repr(decode(row if isinstance(code, tuple) else row[0]))
-                      for row in rows]
-            raise ValueError(f"{fn}: {name} differs across ranks: {_listing(values)}; "
-                             f"every rank must pass the same {name}")
+            values = [
+                repr(decode(row if isinstance(code, tuple) else row[0])) for row in rows
+            ]
+            raise ValueError(
+                f"{fn}: {name} differs across ranks: {_listing(values)}; "
+                f"every rank must pass the same {name}"
+            )
     return result
 
 
@@ -504,34 +576,52 @@ def _check_shards(fn, query, key, value, options, exact=None):
     plan = _spec.check_attention(*infos.values(), **options)
     for name, info in infos.items():
         if len(info.shape) > _MAX_AXES:
-            raise ValueError(f"{name} has {len(info.shape)} axes; {fn} takes at most "
-                             f"{_MAX_AXES}")
-    batch = -3 if options["enable_gqa"] else -2        # axes before the heads, or all
-    if not (query.shape[:batch] == key.shape[:batch] == value.shape[:batch]
-            and key.shape[:-2] == value.shape[:-2]):
+            raise ValueError(
+                f"{name} has {len(info.shape)} axes; {fn} takes at most {_MAX_AXES}"
+            )
+    batch = -3 if options["enable_gqa"] else -2  # axes before the heads, or all
+    if not (
+        query.shape[:batch] == key.shape[:batch] == value.shape[:batch]
+        and key.shape[:-2] == value.shape[:-2]
+    ):
         hint = ""
-        if (not options["enable_gqa"] and query.dim() >= 3 and key.dim() >= 3
-                and key.shape[-3] < query.shape[-3]):
-            hint = ("; for grouped-query attention (H query heads sharing Hkv key/"
-                    "value heads on axis -3) pass enable_gqa=True")
-        raise ValueError(f"{fn} needs the same batch axes in query "
-                         f"{tuple(query.shape)}, key {tuple(key.shape)} and value "
-                         f"{tuple(value.shape)} (no broadcasting: key and value travel "
-                         f"between ranks){hint}")
+        if (
+            not options["enable_gqa"]
+            and query.dim() >= 3
+            and key.dim() >= 3
+            and key.shape[-3] < query.shape[-3]
+        ):
+            hint = (
+                "; for grouped-query attention (H query heads sharing Hkv key/"
+                "value heads on axis -3) pass enable_gqa=True"
+            )
+        raise ValueError(
+            f"{fn} needs the same batch axes in query "
+            f"{tuple(query.shape)}, key {tuple(key.shape)} and value "
+            f"{tuple(value.shape)} (no broadcasting: key and value travel "
+            f"between ranks){hint}"
+        )
     if query.shape[-2] != key.shape[-2]:
-        raise ValueError(f"{fn} attends within one sequence: query "
-                         f"{tuple(query.shape)} and key {tuple(key.shape)} must be "
-                         "shards of the same length")
+        raise ValueError(
+            f"{fn} attends within one sequence: query "
+            f"{tuple(query.shape)} and key {tuple(key.shape)} must be "
+            "shards of the same length"
+        )
     return plan
 
 
 def _flags(causal, window, enable_gqa, scale):
     """The options every rank must pass alike, as :func:`_handshake` compares them."""
-    return {"causal": _choice(causal, (False, True)), "window": _window(window),
-            "enable_gqa": _choice(enable_gqa, (False, True)), "scale": _number(scale)}
+    return {
+        "causal": _choice(causal, (False, True)),
+        "window": _window(window),
+        "enable_gqa": _choice(enable_gqa, (False, True)),
+        "scale": _number(scale),
+    }
 
 
 # --- ring attention -------------------------------------------------------------------
+
 
 def _compute(dtype):
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
@@ -544,25 +634,27 @@ class _Ring(NamedTuple):
     world: int
     rank: int
     layout: str
-    left: int | None     # the window in positions of the whole sequence (None:
-    right: int | None    #   unbounded), causal folded in as right <= 0
-    gqa: bool            # H query heads share Hkv key/value heads
+    left: int | None  # the window in positions of the whole sequence (None:
+    right: int | None  #   unbounded), causal folded in as right <= 0
+    gqa: bool  # H query heads share Hkv key/value heads
     scale: float
-    hops: int            # how far each key/value block travels: ring_hops
+    hops: int  # how far each key/value block travels: ring_hops
 
 
 def _pieces(ring, source, n):
     """What this rank computes of the block of ``source``: ``[(rows, cols, window)]``,
     the window as :func:`attnbook.torch.flash_attention` takes it inside the piece."""
-    if ring.left is None and ring.right in (None, 0):         # no mask, or causal
-        plan = block_plan(ring.rank, source, n, causal=ring.right == 0,
-                          layout=ring.layout)
+    if ring.left is None and ring.right in (None, 0):  # no mask, or causal
+        plan = block_plan(
+            ring.rank, source, n, causal=ring.right == 0, layout=ring.layout
+        )
         if plan is None:
             return []
         rows, cols, diagonal = plan
         return [(rows, cols, (None, 0) if diagonal else None)]
-    return window_plan(ring.rank, source, n, ring.world, (ring.left, ring.right),
-                       layout=ring.layout)
+    return window_plan(
+        ring.rank, source, n, ring.world, (ring.left, ring.right), layout=ring.layout
+    )
 
 
 def _ring_exchange(send, recv, ring, shift, tag, phase):
@@ -571,8 +663,12 @@ def _ring_exchange(send, recv, ring, shift, tag, phase):
     succ = dist.get_global_rank(ring.group, (ring.rank + shift) % ring.world)
     pred = dist.get_global_rank(ring.group, (ring.rank - shift) % ring.world)
     _count(phase, send.numel() * send.element_size())
-    return dist.batch_isend_irecv([dist.P2POp(dist.isend, send, succ, ring.group, tag),
-                                   dist.P2POp(dist.irecv, recv, pred, ring.group, tag)])
+    return dist.batch_isend_irecv(
+        [
+            dist.P2POp(dist.isend, send, succ, ring.group, tag),
+            dist.P2POp(dist.irecv, recv, pred, ring.group, tag),
+        ]
+    )
 
 
 def _wait(requests):
@@ -587,20 +683,26 @@ def _ring_forward(query, key, value, ring):
     q, dev = query.to(compute), query.device
     out = torch.zeros(*query.shape[:-1], value.shape[-1], dtype=compute, device=dev)
     lse = torch.full(query.shape[:-1], float("-inf"), dtype=compute, device=dev)
-    kv = torch.cat([key, value], dim=-1)         # (..., n, d + dv): one message a step
+    kv = torch.cat([key, value], dim=-1)  # (..., n, d + dv): one message a step
     spare = [torch.empty_like(kv), torch.empty_like(kv)]
-    for step in range(ring.hops + 1):            # P - 1 hops, fewer with a window
-        source = (ring.rank - step) % ring.world     # whose keys and values we hold
-        if step < ring.hops:                     # pass them on before computing, so
-            incoming = spare[step % 2]           # that the transfer overlaps the work
+    for step in range(ring.hops + 1):  # P - 1 hops, fewer with a window
+        source = (ring.rank - step) % ring.world  # whose keys and values we hold
+        if step < ring.hops:  # pass them on before computing, so
+            incoming = spare[step % 2]  # that the transfer overlaps the work
             requests = _ring_exchange(kv, incoming, ring, 1, 0, "forward")
         for rows, cols, window in _pieces(ring, source, n):
             o_blk, lse_blk = _attn.flash_attention(
-                q[..., rows, :], kv[..., cols, :d].to(compute),
-                kv[..., cols, d:].to(compute), window=window, enable_gqa=ring.gqa,
-                scale=ring.scale, return_lse=True)   # (..., rows, dv), (..., rows)
-            out[..., rows, :], lse[..., rows] = merge(out[..., rows, :], lse[..., rows],
-                                                      o_blk, lse_blk)
+                q[..., rows, :],
+                kv[..., cols, :d].to(compute),
+                kv[..., cols, d:].to(compute),
+                window=window,
+                enable_gqa=ring.gqa,
+                scale=ring.scale,
+                return_lse=True,
+            )  # (..., rows, dv), (..., rows)
+            out[..., rows, :], lse[..., rows] = merge(
+                out[..., rows, :], lse[..., rows], o_blk, lse_blk
+            )
         if step < ring.hops:
             _wait(requests)
             kv = incoming
@@ -632,18 +734,18 @@ def _block_grads(q, k, v, do, lse, delta, scale, window, groups):
     plan = _spec.Plan((), nq, nk, None, None, scale, left=left, right=right)
     for rows in _spec.block_slices(nq, _TILE):
         r0, r1 = rows
-        for cols in _spec.key_tiles(plan, rows, _TILE):   # the keys the window shows
+        for cols in _spec.key_tiles(plan, rows, _TILE):  # the keys the window shows
             c0, c1 = cols
             kt, vt, go = kg[..., c0:c1, :], vg[..., c0:c1, :], do[..., r0:r1, :]
-            s = (q[..., r0:r1, :] @ kt.transpose(-2, -1)) * scale      # (..., tq, tk)
-            allowed = _attn._structure(plan, rows, cols, q.device)     # None: all
+            s = (q[..., r0:r1, :] @ kt.transpose(-2, -1)) * scale  # (..., tq, tk)
+            allowed = _attn._structure(plan, rows, cols, q.device)  # None: all
             if allowed is not None:
                 s = s.masked_fill(~allowed, float("-inf"))
             # The weights, recomputed from the saved lse (0 in a row without keys,
             # whose lse is now +inf).
-            p = torch.exp(s - lse[..., r0:r1, None])                   # (..., tq, tk)
+            p = torch.exp(s - lse[..., r0:r1, None])  # (..., tq, tk)
             dv[..., c0:c1, :] += (p.transpose(-2, -1) @ go).sum(-3)
-            ds = p * (go @ vt.transpose(-2, -1) - delta[..., r0:r1, None])   # dS
+            ds = p * (go @ vt.transpose(-2, -1) - delta[..., r0:r1, None])  # dS
             dq[..., r0:r1, :] += (ds @ kt) * scale
             g_k = (ds.transpose(-2, -1) @ q[..., r0:r1, :]).sum(-3)
             dk[..., c0:c1, :] += g_k * scale
@@ -657,12 +759,14 @@ def _ring_backward(grad, query, key, value, out, lse, ring):
     ranks back (the next rank when the ring is whole)."""
     n, d, compute = query.shape[-2], key.shape[-1], out.dtype
     q, do = query.to(compute), grad.to(compute)
-    delta = (do * out).sum(dim=-1)               # (..., n): D = rowsum(dO * O)
+    delta = (do * out).sum(dim=-1)  # (..., n): D = rowsum(dO * O)
     dq = torch.zeros_like(q)
-    kv = torch.cat([key, value], dim=-1)         # (..., n, d + dv)
+    kv = torch.cat([key, value], dim=-1)  # (..., n, d + dv)
     spare = [torch.empty_like(kv), torch.empty_like(kv)]
-    accs = [torch.zeros(kv.shape, dtype=compute, device=kv.device),   # dK | dV of the
-            torch.empty(kv.shape, dtype=compute, device=kv.device)]   # block we hold
+    accs = [
+        torch.zeros(kv.shape, dtype=compute, device=kv.device),  # dK | dV of the
+        torch.empty(kv.shape, dtype=compute, device=kv.device),
+    ]  # block we hold
     groups = query.shape[-3] // key.shape[-3] if ring.gqa else 1
     acc, grad_requests = accs[0], None
     for step in range(ring.hops + 1):
@@ -673,21 +777,29 @@ def _ring_backward(grad, query, key, value, out, lse, ring):
         shares = []
         for rows, cols, window in _pieces(ring, source, n):
             g_q, g_k, g_v = _block_grads(
-                q[..., rows, :], kv[..., cols, :d].to(compute),
-                kv[..., cols, d:].to(compute), do[..., rows, :], lse[..., rows],
-                delta[..., rows], ring.scale, window, groups)
+                q[..., rows, :],
+                kv[..., cols, :d].to(compute),
+                kv[..., cols, d:].to(compute),
+                do[..., rows, :],
+                lse[..., rows],
+                delta[..., rows],
+                ring.scale,
+                window,
+                groups,
+            )
             dq[..., rows, :] += g_q
             shares.append((cols, g_k, g_v))
-        if grad_requests is not None:            # this block's accumulator, sent by
-            _wait(grad_requests)                 # the previous rank while we computed
+        if grad_requests is not None:  # this block's accumulator, sent by
+            _wait(grad_requests)  # the previous rank while we computed
             acc = accs[step % 2]
         for cols, g_k, g_v in shares:
             acc[..., cols, :d] += g_k
             acc[..., cols, d:] += g_v
-        if ring.hops > 0:                        # on to the next rank; after the last
-            shift = 1 if step < ring.hops else -ring.hops    # step, home
-            grad_requests = _ring_exchange(acc, accs[(step + 1) % 2], ring, shift, 1,
-                                           "backward")
+        if ring.hops > 0:  # on to the next rank; after the last
+            shift = 1 if step < ring.hops else -ring.hops  # step, home
+            grad_requests = _ring_exchange(
+                acc, accs[(step + 1) % 2], ring, shift, 1, "backward"
+            )
         if step < ring.hops:
             _wait(requests)
             kv = incoming
@@ -710,8 +822,18 @@ class _RingAttention(torch.autograd.Function):
         return (*_ring_backward(grad, *ctx.saved_tensors, ctx.ring), None)
 
 
-def ring_attention(query, key, value, *, causal=False, window=None, enable_gqa=False,
-                   scale=None, group=None, layout="contiguous"):
+def ring_attention(
+    query,
+    key,
+    value,
+    *,
+    causal=False,
+    window=None,
+    enable_gqa=False,
+    scale=None,
+    group=None,
+    layout="contiguous",
+):
     """Attention over a sequence sharded across the ``P`` ranks of ``group``, passing
     key/value blocks around a ring (Liu et al., 2023).
 
@@ -771,29 +893,54 @@ def ring_attention(query, key, value, *, causal=False, window=None, enable_gqa=F
             rank raises the same error.
     """
     group, world, rank = _group("ring_attention", group)
-    options = {"causal": causal, "window": window, "enable_gqa": enable_gqa,
-               "scale": scale}
+    options = {
+        "causal": causal,
+        "window": window,
+        "enable_gqa": enable_gqa,
+        "scale": scale,
+    }
 
     def check():
         plan = _check_shards("ring_attention", query, key, value, options)
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be 'contiguous' or 'zigzag', got {layout!r}")
         if layout == "zigzag" and query.shape[-2] % 2:
-            raise ValueError("layout='zigzag' needs an even shard length (two chunks "
-                             f"of a sequence cut into {2 * world}), got query "
-                             f"{tuple(query.shape)}")
+            raise ValueError(
+                "layout='zigzag' needs an even shard length (two chunks "
+                f"of a sequence cut into {2 * world}), got query "
+                f"{tuple(query.shape)}"
+            )
         return plan
 
-    flags = {**_flags(causal, window, enable_gqa, scale),
-             "layout": _choice(layout, LAYOUTS)}
-    plan = _handshake("ring_attention", {"query": query, "key": key, "value": value},
-                      flags, check, group, world)
+    flags = {
+        **_flags(causal, window, enable_gqa, scale),
+        "layout": _choice(layout, LAYOUTS),
+    }
+    plan = _handshake(
+        "ring_attention",
+        {"query": query, "key": key, "value": value},
+        flags,
+        check,
+        group,
+        world,
+    )
     hops = _hops(world, plan.lq, plan.left, plan.right, layout)
-    ring = _Ring(group, world, rank, layout, plan.left, plan.right,
-                 bool(enable_gqa), plan.scale, hops)
+    ring = _Ring(
+        group,
+        world,
+        rank,
+        layout,
+        plan.left,
+        plan.right,
+        bool(enable_gqa),
+        plan.scale,
+        hops,
+    )
     return _RingAttention.apply(query, key, value, ring)
 
+
 # --- all-to-all (Ulysses) -------------------------------------------------------------
+
 
 def _all_to_all(send, group, world, phase):
     """Piece ``j`` of ``send (P, ...)`` goes to rank ``j``; piece ``j`` of the result
@@ -816,7 +963,7 @@ def _seq_to_heads(xs, group, world, phase):
         piece = x.reshape(b, world, h // world, n, e).transpose(0, 1)
         pieces.append(piece.reshape(world, b * h // world * n * e))
     recv = _all_to_all(torch.cat(pieces, dim=1), group, world, phase)
-    out = []                                    # piece j: rank j's tokens, my heads
+    out = []  # piece j: rank j's tokens, my heads
     parts = recv.split([p.shape[1] for p in pieces], dim=1)
     for x, part in zip(xs, parts, strict=True):
         b, h, n, e = x.shape
@@ -836,7 +983,7 @@ def _heads_to_seq(ys, group, world, phase):
         piece = y.reshape(b, hp, world, n, e).permute(2, 0, 1, 3, 4)
         pieces.append(piece.reshape(world, b * hp * n * e))
     recv = _all_to_all(torch.cat(pieces, dim=1), group, world, phase)
-    out = []                                    # piece j: my tokens, rank j's heads
+    out = []  # piece j: my tokens, rank j's heads
     parts = recv.split([p.shape[1] for p in pieces], dim=1)
     for y, part in zip(ys, parts, strict=True):
         b, hp, length, e = y.shape
@@ -869,8 +1016,17 @@ class _HeadsToSeq(torch.autograd.Function):
         return (None, None, *_seq_to_heads(grads, *ctx.comm, "backward"))
 
 
-def ulysses_attention(query, key, value, *, causal=False, window=None,
-                      enable_gqa=False, scale=None, group=None):
+def ulysses_attention(
+    query,
+    key,
+    value,
+    *,
+    causal=False,
+    window=None,
+    enable_gqa=False,
+    scale=None,
+    group=None,
+):
     """Attention over a sequence sharded across the ``P`` ranks of ``group``,
     re-sharded from the sequence to the heads and back by two all-to-alls
     (DeepSpeed-Ulysses, Jacobs et al., 2023).
@@ -907,17 +1063,24 @@ def ulysses_attention(query, key, value, *, causal=False, window=None,
             ``P``. Every rank raises the same error.
     """
     group, world, _ = _group("ulysses_attention", group)
-    options = {"causal": causal, "window": window, "enable_gqa": enable_gqa,
-               "scale": scale}
+    options = {
+        "causal": causal,
+        "window": window,
+        "enable_gqa": enable_gqa,
+        "scale": scale,
+    }
 
     def check():
-        plan = _check_shards("ulysses_attention", query, key, value, options,
-                             exact="(B, H, L/P, d)")
+        plan = _check_shards(
+            "ulysses_attention", query, key, value, options, exact="(B, H, L/P, d)"
+        )
         if query.shape[1] % world:
-            raise ValueError(f"ulysses_attention splits the heads over the {world} "
-                             f"ranks: H = {query.shape[1]} (axis 1 of query "
-                             f"{tuple(query.shape)}) must be divisible by {world}; "
-                             "ring_attention has no such constraint")
+            raise ValueError(
+                f"ulysses_attention splits the heads over the {world} "
+                f"ranks: H = {query.shape[1]} (axis 1 of query "
+                f"{tuple(query.shape)}) must be divisible by {world}; "
+                "ring_attention has no such constraint"
+            )
         if key.shape[1] % world:
             raise ValueError(
                 f"ulysses_attention splits the key/value heads over the {world} ranks "
@@ -925,22 +1088,31 @@ def ulysses_attention(query, key, value, *, causal=False, window=None,
                 f"divisible by {world}. Fewer key/value heads than ranks would have to "
                 "be copied, which it does not do silently: repeat them yourself "
                 "(key.repeat_interleave(r, dim=1), and value, to a multiple of "
-                f"{world} that divides H = {query.shape[1]}), or use ring_attention")
+                f"{world} that divides H = {query.shape[1]}), or use ring_attention"
+            )
         return plan
 
-    plan = _handshake("ulysses_attention", {"query": query, "key": key, "value": value},
-                      _flags(causal, window, enable_gqa, scale), check, group, world)
-    kv = torch.cat([key, value], dim=-1)              # (B, Hkv, n, d + dv)
-    q, kv = _SeqToHeads.apply(group, world, query, kv)   # all L tokens, 1/P of heads
+    plan = _handshake(
+        "ulysses_attention",
+        {"query": query, "key": key, "value": value},
+        _flags(causal, window, enable_gqa, scale),
+        check,
+        group,
+        world,
+    )
+    kv = torch.cat([key, value], dim=-1)  # (B, Hkv, n, d + dv)
+    q, kv = _SeqToHeads.apply(group, world, query, kv)  # all L tokens, 1/P of heads
     k, v = kv.split([key.shape[-1], value.shape[-1]], dim=-1)
     window = (plan.left, plan.right)
-    out = _attn.scaled_dot_product_attention(q, k, v, window=window,
-                                             enable_gqa=enable_gqa, scale=plan.scale)
-    (out,) = _HeadsToSeq.apply(group, world, out)     # (B, H, n, dv)
+    out = _attn.scaled_dot_product_attention(
+        q, k, v, window=window, enable_gqa=enable_gqa, scale=plan.scale
+    )
+    (out,) = _HeadsToSeq.apply(group, world, out)  # (B, H, n, dv)
     return out
 
 
 # --- running P processes from a notebook ----------------------------------------------
+
 
 def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -949,14 +1121,18 @@ def _free_port():
 
 
 def _worker(rank, world, port, backend, timeout, fn, args, outdir):
-    torch.set_num_threads(1)            # the processes share the cores: one thread each
+    torch.set_num_threads(1)  # the processes share the cores: one thread each
     if sys.platform.startswith("linux") and os.path.exists("/sys/class/net/lo"):
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")    # stay on the loopback
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # stay on the loopback
     if backend == "nccl":
         torch.cuda.set_device(rank)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world,
-                            timeout=datetime.timedelta(seconds=timeout))
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=timeout),
+    )
     try:
         result = fn(rank, world, *args)
     except BaseException:
@@ -968,7 +1144,7 @@ def _worker(rank, world, port, backend, timeout, fn, args, outdir):
     path = os.path.join(outdir, f"{rank}.pt")
     torch.save(result, path + ".part")
     os.replace(path + ".part", path)
-    dist.barrier()                      # no rank leaves while another may still need it
+    dist.barrier()  # no rank leaves while another may still need it
     dist.destroy_process_group()
 
 
@@ -980,7 +1156,7 @@ def _first_failure(context, world, name, outdir):
         with contextlib.suppress(OSError):
             with open(path, "rb") as f:
                 trace = pickle.load(f)
-            when = os.path.getmtime(path)        # a rank that failed before fn ran
+            when = os.path.getmtime(path)  # a rank that failed before fn ran
             marker = os.path.join(outdir, f"{rank}.failed")
             with contextlib.suppress(OSError), open(marker) as f:
                 when = float(f.read())
@@ -1010,23 +1186,29 @@ def spawn(fn, world, *args, backend="gloo", timeout=120.0):
     """
     name = getattr(fn, "__qualname__", repr(fn))
     if getattr(fn, "__module__", "__main__") == "__main__" or "<" in name:
-        raise ValueError("spawn starts fresh processes, which import fn by name: "
-                         f"{name} must be defined at the top level of a module, not in "
-                         "a notebook nor as a lambda or nested function "
-                         "(attnbook.distributed.demo is one)")
+        raise ValueError(
+            "spawn starts fresh processes, which import fn by name: "
+            f"{name} must be defined at the top level of a module, not in "
+            "a notebook nor as a lambda or nested function "
+            "(attnbook.distributed.demo is one)"
+        )
     if not isinstance(world, numbers.Integral) or isinstance(world, bool) or world < 1:
         raise ValueError(f"world must be a positive integer, got {world!r}")
     if not (isinstance(timeout, numbers.Real) and 0 < timeout < math.inf):
-        raise ValueError(f"timeout must be a positive number of seconds, got "
-                         f"{timeout!r}")
+        raise ValueError(
+            f"timeout must be a positive number of seconds, got {timeout!r}"
+        )
     if backend == "nccl" and torch.cuda.device_count() < world:
-        raise ValueError(f"backend='nccl' puts each rank on its own GPU: {world} ranks "
-                         f"need {world} GPUs, this machine has "
-                         f"{torch.cuda.device_count()}")
+        raise ValueError(
+            f"backend='nccl' puts each rank on its own GPU: {world} ranks "
+            f"need {world} GPUs, this machine has "
+            f"{torch.cuda.device_count()}"
+        )
     with tempfile.TemporaryDirectory(prefix="attnbook-spawn-") as outdir:
         config = (world, _free_port(), backend, float(timeout), fn, args, outdir)
-        context = mp.start_processes(_worker, args=config, nprocs=world, join=False,
-                                     start_method="spawn")
+        context = mp.start_processes(
+            _worker, args=config, nprocs=world, join=False, start_method="spawn"
+        )
         deadline = time.monotonic() + timeout
         try:
             while not context.join(timeout=_left(deadline), grace_period=1.0):
@@ -1036,12 +1218,14 @@ def spawn(fn, world, *args, backend="gloo", timeout=120.0):
                         f"spawn: {name} had not finished after {timeout} s on ranks "
                         f"{alive} of {world}, which were killed; a rank that waits for "
                         "a collective another rank never calls waits forever: check "
-                        "that every rank makes the same calls")
+                        "that every rank makes the same calls"
+                    )
         except mp.ProcessRaisedException:
             raise RuntimeError(_first_failure(context, world, name, outdir)) from None
         except mp.ProcessExitedException as err:
-            raise RuntimeError(f"spawn: rank {err.error_index} of {world} died in "
-                               f"{name} ({err})") from None
+            raise RuntimeError(
+                f"spawn: rank {err.error_index} of {world} died in {name} ({err})"
+            ) from None
         finally:
             for process in context.processes:
                 if process.is_alive():
@@ -1050,8 +1234,10 @@ def spawn(fn, world, *args, backend="gloo", timeout=120.0):
             for path in context.error_files:
                 with contextlib.suppress(OSError):
                     os.remove(path)
-        return [torch.load(os.path.join(outdir, f"{r}.pt"), weights_only=False)
-                for r in range(world)]
+        return [
+            torch.load(os.path.join(outdir, f"{r}.pt"), weights_only=False)
+            for r in range(world)
+        ]
 
 
 def demo(rank, world, query, key, value, grad, cases, sizes=None, repeats=3):
@@ -1074,7 +1260,7 @@ def demo(rank, world, query, key, value, grad, cases, sizes=None, repeats=3):
     """
     results = []
     for p in sizes or (world,):
-        group = dist.new_group(list(range(p)))   # every rank takes part in new_group
+        group = dist.new_group(list(range(p)))  # every rank takes part in new_group
         if rank < p:
             for index, (method, layout, causal, *more) in enumerate(cases):
                 options = dict(more[0]) if more else {}
@@ -1086,23 +1272,33 @@ def demo(rank, world, query, key, value, grad, cases, sizes=None, repeats=3):
                 if kv_heads is not None:
                     k_all, v_all = key[:, :kv_heads], value[:, :kv_heads]
                     extra["enable_gqa"] = True
-                q, k, v = (shard(x, rank, p, layout).detach().requires_grad_()
-                           for x in (query, k_all, v_all))
+                q, k, v = (
+                    shard(x, rank, p, layout).detach().requires_grad_()
+                    for x in (query, k_all, v_all)
+                )
                 g = shard(grad, rank, p, layout)
                 times = []
                 for run in range(runs + 1):
                     dist.barrier(group=group)
                     start = time.perf_counter()
                     with count_bytes() as sent:
-                        out = fn(q, k, v, causal=causal, group=group, **options,
-                                 **extra)
+                        out = fn(
+                            q, k, v, causal=causal, group=group, **options, **extra
+                        )
                         grads = torch.autograd.grad(out, (q, k, v), g)
                     times.append(time.perf_counter() - start)
                     if run == 0:
-                        record = {"P": p, "case": index, "method": method,
-                                  "layout": layout, "causal": causal,
-                                  "options": dict(more[0]) if more else {},
-                                  "out": out.detach(), "grads": grads, "bytes": sent}
+                        record = {
+                            "P": p,
+                            "case": index,
+                            "method": method,
+                            "layout": layout,
+                            "causal": causal,
+                            "options": dict(more[0]) if more else {},
+                            "out": out.detach(),
+                            "grads": grads,
+                            "bytes": sent,
+                        }
                 record["seconds"] = float(np.median(times[1:] or times))
                 results.append(record)
         dist.barrier()

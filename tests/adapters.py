@@ -1,7 +1,7 @@
 """One small adapter per backend: NumPy in, framework tensor out, and back.
 
-Test modules use :func:`get` (or the ``backend`` fixture in conftest.py) so that one NumPy case runs on every
-backend and is compared back in NumPy.
+Test modules use :func:`get` (or the ``backend`` fixture in conftest.py) so that one
+NumPy case runs on every backend and is compared back in NumPy.
 """
 
 import importlib
@@ -19,7 +19,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 def missing(what, err):
-    """Skip locally, fail where every backend is required (CI sets ATTNBOOK_REQUIRE_ALL=1)."""
+    """Skip locally, fail where every backend is required (CI sets
+    ATTNBOOK_REQUIRE_ALL=1)."""
     msg = f"{what} is not importable: {err}"
     if REQUIRE_ALL:
         pytest.fail(msg + " (ATTNBOOK_REQUIRE_ALL=1)")
@@ -27,7 +28,8 @@ def missing(what, err):
 
 
 def framework(name):
-    """Import and return the framework module itself (numpy, torch, tensorflow), or skip/fail."""
+    """Import and return the framework module itself (numpy, torch, tensorflow), or
+    skip/fail."""
     try:
         return importlib.import_module(FRAMEWORK[name])
     except ImportError as err:
@@ -38,15 +40,18 @@ class Adapter:
     def __init__(self, name):
         self.name = name
         self.fw = framework(name)
-        # A missing framework skips; a missing or broken attnbook backend is a test error, never a skip.
+        # A missing framework skips; a missing or broken attnbook backend is a test
+        # error, never a skip.
         self.mod = importlib.import_module(f"attnbook.{name}")
 
     def __repr__(self):
         return f"Adapter({self.name})"
 
-    # --- conversions -------------------------------------------------------------------------------------------
+    # --- conversions
+    # ----------------------------------------------------------------------------------
     def asarray(self, x, dtype=None):
-        """NumPy (or Python) -> native tensor; ``dtype`` is a name ("float32", "bfloat16", "bool", "int64")."""
+        """NumPy (or Python) -> native tensor; ``dtype`` is a name ("float32",
+        "bfloat16", "bool", "int64")."""
         x = np.asarray(x)
         dtype = dtype or str(x.dtype)
         if self.name == "numpy":
@@ -55,10 +60,13 @@ class Adapter:
             return x.astype(dtype)
         if self.name == "torch":
             import torch
+
             if dtype == "bfloat16":
                 return torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)
-            return torch.from_numpy(np.array(x, dtype))    # np.ascontiguousarray would make 0-d arrays 1-d
+            # np.ascontiguousarray would make 0-d arrays 1-d
+            return torch.from_numpy(np.array(x, dtype))
         import tensorflow as tf
+
         if dtype == "bfloat16":
             return tf.cast(tf.constant(x.astype(np.float32)), tf.bfloat16)
         return tf.constant(x.astype(dtype))
@@ -79,11 +87,13 @@ class Adapter:
         return a
 
     def round_trip(self, x, dtype):
-        """The float64 values a tensor of ``dtype`` made from ``x`` actually holds (for reduced precision)."""
+        """The float64 values a tensor of ``dtype`` made from ``x`` actually holds
+        (for reduced precision)."""
         return self.to_numpy(self.asarray(x, dtype))
 
     def dtype_name(self, t):
-        """Normalised dtype name of a native tensor: "float32", "bfloat16", "bool", "int64"..."""
+        """Normalised dtype name of a native tensor: "float32", "bfloat16", "bool",
+        "int64"..."""
         if self.name == "torch":
             return str(t.dtype).replace("torch.", "")
         if self.name == "tensorflow":
@@ -93,9 +103,11 @@ class Adapter:
     def is_native(self, t):
         if self.name == "torch":
             import torch
+
             return isinstance(t, torch.Tensor)
         if self.name == "tensorflow":
             import tensorflow as tf
+
             return isinstance(t, (tf.Tensor, tf.Variable))
         return isinstance(t, np.ndarray)
 
@@ -120,18 +132,22 @@ def get(name):
 
 
 def all_backends():
-    """Every backend's adapter (for cross-backend comparisons): skips/fails when one is missing."""
+    """Every backend's adapter (for cross-backend comparisons): skips/fails when one
+    is missing."""
     return [get(n) for n in BACKENDS]
 
 
 def cuda_devices(name):
-    """Names of the GPUs the framework sees (empty without one or without the framework)."""
+    """Names of the GPUs the framework sees (empty without one or without the
+    framework)."""
     try:
         if name == "torch":
             import torch
+
             return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
         if name == "tensorflow":
             import tensorflow as tf
+
             return [d.name for d in tf.config.list_logical_devices("GPU")]
     except ImportError:
         return []
@@ -139,7 +155,8 @@ def cuda_devices(name):
 
 
 def require_gpu(name):
-    """Skip the calling test unless ``name`` sees a CUDA GPU (never fails: most machines have none)."""
+    """Skip the calling test unless ``name`` sees a CUDA GPU (never fails: most
+    machines have none)."""
     if name == "numpy":
         pytest.skip("NumPy has no GPU")
     framework(name)

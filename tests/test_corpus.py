@@ -1,4 +1,5 @@
-"""The corpus written for the semantic-search section: shipped with the package, consistent, labelled."""
+"""The corpus written for the semantic-search section: shipped with the package,
+consistent, labelled."""
 
 from collections import Counter
 
@@ -16,7 +17,7 @@ def test_size_and_topics(data):
     assert 60 <= len(data) <= 120
     counts = Counter(data.topics)
     assert set(counts) == set(corpus.TOPICS)
-    assert min(counts.values()) >= 8                      # every topic has enough documents to rank
+    assert min(counts.values()) >= 8  # every topic has enough documents to rank
 
 
 def test_ids_unique_and_lookup(data):

@@ -1,7 +1,9 @@
-"""attnbook.plotting.explore: the HTML it generates (data, escaping, shapes), its errors.
+"""attnbook.plotting.explore: the HTML it generates (data, escaping, shapes), its
+errors.
 
-The browser half (select a layer and a head, hover a token: the keys show exactly that
-row of the embedded data) is in ``tests/test_site.py``, on the MiniLM chapter's explorer.
+The browser half (select a layer and a head, hover a token: the keys show exactly
+that row of the embedded data) is in ``tests/test_site.py``, on the MiniLM chapter's
+explorer.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def _weights(shape, seed=0):
 
 
 class _Parts(html.parser.HTMLParser):
-    """The elements, attributes and script texts of a fragment, as a browser's parser sees them."""
+    """The elements, attributes and script texts of a fragment, as a browser's parser
+    sees them."""
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -51,7 +54,8 @@ def _parse(fragment):
 
 
 def _embedded(fragment):
-    """The JSON the page's script reads (the text of the application/json script, parsed)."""
+    """The JSON the page's script reads (the text of the application/json script,
+    parsed)."""
     (data,) = [
         text
         for attrs, text in _parse(fragment).scripts
@@ -152,7 +156,8 @@ def test_token_text_is_data_never_markup():
     )
     fragment = e.to_html()
     parts = _parse(fragment)
-    # One explorer element, one data script, one code script: no token created an element or ended a script.
+    # One explorer element, one data script, one code script: no token created an
+    # element or ended a script.
     assert [t for t, _ in parts.tags] == [
         "div",
         "style",

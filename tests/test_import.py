@@ -13,8 +13,11 @@ from attnbook import _api
 
 
 def _fresh(code):
-    """Run ``code`` in a fresh interpreter (this process has long imported torch and TensorFlow)."""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    """Run ``code`` in a fresh interpreter (this process has long imported torch and
+    TensorFlow)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -22,7 +25,8 @@ def _fresh(code):
 def test_import_attnbook_imports_no_framework():
     out = _fresh(
         "import sys, attnbook\n"
-        "heavy = [m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in "
+        "sys.modules]\n"
         "assert not heavy, heavy\n"
         "assert callable(attnbook.scaled_dot_product_attention)\n"
         "import numpy as np\n"
@@ -32,12 +36,14 @@ def test_import_attnbook_imports_no_framework():
         "assert attnbook.numpy.__name__ == 'attnbook.numpy'\n"
         "heavy = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "print('ok')\n")
+        "print('ok')\n"
+    )
     assert out.strip() == "ok"
 
 
 def test_backend_modules_reachable_as_attributes():
     import importlib
+
     for name in BACKENDS:
         get(name)  # skips/fails when the framework is missing
         mod = getattr(attnbook, name)
@@ -68,8 +74,17 @@ def test_layers_exist_in_every_backend(backend):
     for cls in ("MultiHeadAttention", "AdditiveAttention"):
         assert hasattr(backend.mod, cls)
     sig = inspect.signature(backend.mod.MultiHeadAttention)
-    for p in ("d_model", "num_heads", "query_dim", "key_dim", "value_dim", "output_dim", "use_bias", "dropout",
-              "seed"):
+    for p in (
+        "d_model",
+        "num_heads",
+        "query_dim",
+        "key_dim",
+        "value_dim",
+        "output_dim",
+        "use_bias",
+        "dropout",
+        "seed",
+    ):
         assert p in sig.parameters, p
 
 
@@ -81,11 +96,17 @@ def test_available_accelerators():
         assert isinstance(devices, list) and all(isinstance(d, str) for d in devices)
 
 
-# --- the dispatchers ----------------------------------------------------------------------------------------------
+# --- the dispatchers
+# --------------------------------------------------------------------------------------
+
 
 def test_dispatch_on_array_framework(backend):
     rng = np.random.default_rng(0)
-    q, k, v = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 4)), rng.normal(size=(2, 5, 2))
+    q, k, v = (
+        rng.normal(size=(2, 3, 4)),
+        rng.normal(size=(2, 5, 4)),
+        rng.normal(size=(2, 5, 2)),
+    )
     args = [backend.asarray(a) for a in (q, k, v)]
     out = attnbook.scaled_dot_product_attention(*args, causal=True)
     assert backend.is_native(out)
@@ -94,7 +115,9 @@ def test_dispatch_on_array_framework(backend):
     out = attnbook.scaled_dot_product_attention(*args, backend=backend.name)
     assert backend.is_native(out)
     # positional and keyword arguments reach the backend the same way
-    out2 = attnbook.scaled_dot_product_attention(query=args[0], key=args[1], value=args[2])
+    out2 = attnbook.scaled_dot_product_attention(
+        query=args[0], key=args[1], value=args[2]
+    )
     np.testing.assert_array_equal(backend.to_numpy(out2), backend.to_numpy(out))
     sm = attnbook.softmax(args[0], axis=1)
     assert backend.is_native(sm)
@@ -123,6 +146,7 @@ def test_dispatch_default_without_arrays_is_numpy():
 
 def test_missing_framework_skips_locally_and_fails_when_required(monkeypatch):
     import adapters
+
     monkeypatch.setattr(adapters, "REQUIRE_ALL", False)
     with pytest.raises(pytest.skip.Exception):
         adapters.missing("torch", ImportError("no torch"))

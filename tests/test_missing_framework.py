@@ -1,9 +1,12 @@
-"""Without PyTorch or TensorFlow, the twins say what to install instead of a bare ``No module named 'torch'``.
+"""Without PyTorch or TensorFlow, the twins say what to install instead of a bare
+``No module named 'torch'``.
 
-Each case runs in a fresh interpreter in which the framework cannot be found: a finder placed first on
-``sys.meta_path`` answers for the package and all its submodules as Python does on a machine where it is not
-installed (``ModuleNotFoundError: No module named 'torch'``, ``err.name == "torch"``), so the test runs the same
-whether or not the framework is installed here.
+Each case runs in a fresh interpreter in which the framework cannot be found: a
+    finder placed first on
+``sys.meta_path`` answers for the package and all its submodules as Python does on a
+machine where it is not installed (``ModuleNotFoundError: No module named 'torch'``,
+``err.name == "torch"``), so the test runs the same whether or not the framework is
+installed here.
 """
 
 import subprocess
@@ -84,7 +87,8 @@ def test_missing_framework_names_the_extra(blocked, statement, name, advice):
 
 
 def test_a_broken_install_is_not_disguised():
-    """A framework that is installed but fails inside (here: one of its submodules is missing) keeps its own
+    """A framework that is installed but fails inside (here: one of its submodules is
+    missing) keeps its own
     error: the advice to install the extra would not help."""
     pytest.importorskip("torch")
     kind, err_name, message = _run(("torch.nn.functional",), "import attnbook.torch")

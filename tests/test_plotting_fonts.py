@@ -1,6 +1,8 @@
-"""attnbook.plotting draws Chinese and Japanese text with a CJK fallback font, or says what to install.
+"""attnbook.plotting draws Chinese and Japanese text with a CJK fallback font, or
+says what to install.
 
-Without a CJK font these skip locally and fail in CI (``CI=true``), where .ci/run installs fonts-noto-cjk.
+Without a CJK font these skip locally and fail in CI (``CI=true``), where .ci/run
+installs fonts-noto-cjk.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ def _need_cjk_font():
     if ap.cjk_font() is None:
         if IN_CI:
             pytest.fail(
-                "no CJK font installed (apt-get install fonts-noto-cjk; required when CI=true)"
+                "no CJK font installed (apt-get install fonts-noto-cjk; required when "
+                "CI=true)"
             )
         pytest.skip("no CJK font installed (apt-get install fonts-noto-cjk)")
 
 
 def _draw_and_collect(draw):
-    """Draw, render to PNG, and return the messages of the warnings that came up (matplotlib warns per glyph)."""
+    """Draw, render to PNG, and return the messages of the warnings that came up
+    (matplotlib warns per glyph)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fig = draw()

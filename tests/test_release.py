@@ -1,8 +1,10 @@
-"""Publishing: the GitHub Actions workflows, the release check and the packaging metadata they rely on.
+"""Publishing: the GitHub Actions workflows, the release check and the packaging
+metadata they rely on.
 
-The wheel itself is built and installed in a clean virtual environment by ``.ci/release-check`` (run by CI and by
-the release workflow; ``make release-check`` locally), which takes ~30 s and so is not part of the unit tests. These
-tests check, in milliseconds, that everything it and the workflows depend on is in place.
+The wheel itself is built and installed in a clean virtual environment by
+``.ci/release-check`` (run by CI and by the release workflow; ``make release-check``
+locally), which takes ~30 s and so is not part of the unit tests. These tests check,
+in milliseconds, that everything it and the workflows depend on is in place.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 
 
 def _workflow(name):
-    # PyYAML reads the key `on:` as the boolean True (YAML 1.1); GitHub reads it as "on".
+    # PyYAML reads the key `on:` as the boolean True (YAML 1.1); GitHub reads it as
+    # "on".
     data = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf8"))
     data["on"] = data.pop(True, data.get("on"))
     return data
@@ -52,7 +55,9 @@ def test_workflow_is_valid_yaml_with_jobs(name):
         for step in _steps(job):
             assert ("uses" in step) != ("run" in step), step
             if "uses" in step:
-                assert re.fullmatch(r"[\w.-]+/[\w./-]+@[\w./-]+", step["uses"]), step["uses"]
+                assert re.fullmatch(r"[\w.-]+/[\w./-]+@[\w./-]+", step["uses"]), step[
+                    "uses"
+                ]
 
 
 def test_ci_workflow_runs_the_ci_script():
@@ -65,17 +70,29 @@ def test_ci_workflow_runs_the_ci_script():
 def test_book_workflow_caches_execution_and_deploys_pages():
     wf = _workflow("book.yml")
     build, deploy = wf["jobs"]["build"], wf["jobs"]["deploy"]
-    assert wf["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
-    cache = next(s for s in _steps(build) if s.get("uses", "").startswith("actions/cache@"))
+    assert wf["permissions"] == {
+        "contents": "read",
+        "pages": "write",
+        "id-token": "write",
+    }
+    cache = next(
+        s for s in _steps(build) if s.get("uses", "").startswith("actions/cache@")
+    )
     # Jupyter Book's default cache location (execute.cache is not set in _config.yml).
     assert cache["with"]["path"] == "_build/.jupyter_cache"
     assert "book/**/*.ipynb" in cache["with"]["key"]
     assert "make book" in _runs(build)
-    upload = next(s for s in _steps(build) if s.get("uses", "").startswith("actions/upload-pages-artifact@"))
+    upload = next(
+        s
+        for s in _steps(build)
+        if s.get("uses", "").startswith("actions/upload-pages-artifact@")
+    )
     assert upload["with"]["path"] == "_build/html"
     assert deploy["needs"] == "build" and "actions/deploy-pages" in _uses(deploy)
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
-    assert not config["execute"].get("cache"), "the workflow caches the default _build/.jupyter_cache"
+    assert not config["execute"].get("cache"), (
+        "the workflow caches the default _build/.jupyter_cache"
+    )
 
 
 def test_release_workflow_checks_then_publishes_with_trusted_publishing():
@@ -84,15 +101,27 @@ def test_release_workflow_checks_then_publishes_with_trusted_publishing():
     build, publish = wf["jobs"]["build"], wf["jobs"]["publish"]
     assert ".ci/release-check" in _runs(build)
     assert publish["needs"] == "build"
-    assert publish["permissions"] == {"id-token": "write"}, "trusted publishing needs id-token, nothing else"
+    assert publish["permissions"] == {"id-token": "write"}, (
+        "trusted publishing needs id-token, nothing else"
+    )
     assert "pypa/gh-action-pypi-publish" in _uses(publish)
-    publish_step = next(s for s in _steps(publish) if "pypi-publish" in s.get("uses", ""))
-    assert "password" not in publish_step.get("with", {}), "no API token: trusted publishing"
+    publish_step = next(
+        s for s in _steps(publish) if "pypi-publish" in s.get("uses", "")
+    )
+    assert "password" not in publish_step.get("with", {}), (
+        "no API token: trusted publishing"
+    )
 
 
 def test_release_check_script_does_what_the_readme_says():
     script = (ROOT / ".ci" / "release-check").read_text(encoding="utf8")
-    for needle in ("-m build", "twine check --strict", "-m venv", "import attnbook", '"torch", "tensorflow"'):
+    for needle in (
+        "-m build",
+        "twine check --strict",
+        "-m venv",
+        "import attnbook",
+        '"torch", "tensorflow"',
+    ):
         assert needle in script, needle
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf8")
     # Book before tests (the browser test reuses the site), and the release check in CI.
@@ -101,16 +130,24 @@ def test_release_check_script_does_what_the_readme_says():
 
 
 def test_package_data_globs_cover_every_data_file():
-    """Every file under attnbook/data (including subdirectories such as data/bench/) matches a package-data glob."""
+    """Every file under attnbook/data (including subdirectories such as data/bench/)
+    matches a package-data glob."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf8"))
     globs = pyproject["tool"]["setuptools"]["package-data"]["attnbook"]
-    assert any("**" in g for g in globs), "subdirectories of data/ need a recursive glob"
-    files = [p.relative_to(ROOT / "attnbook").as_posix() for p in (ROOT / "attnbook" / "data").rglob("*")
-             if p.is_file() and "__pycache__" not in p.parts]
+    assert any("**" in g for g in globs), (
+        "subdirectories of data/ need a recursive glob"
+    )
+    files = [
+        p.relative_to(ROOT / "attnbook").as_posix()
+        for p in (ROOT / "attnbook" / "data").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
 
     def matches(path, pattern):
         # setuptools' recursive glob: `**/` matches zero or more directories.
-        return fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path, pattern.replace("**/", ""))
+        return fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(
+            path, pattern.replace("**/", "")
+        )
 
     unmatched = [f for f in files if not any(matches(f, g) for g in globs)]
     assert not unmatched, unmatched
@@ -119,7 +156,10 @@ def test_package_data_globs_cover_every_data_file():
 
 def test_book_extra_bundles_mathjax():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf8"))
-    assert "sphinx-mathjax-offline" in pyproject["project"]["optional-dependencies"]["book"]
+    assert (
+        "sphinx-mathjax-offline"
+        in pyproject["project"]["optional-dependencies"]["book"]
+    )
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
     assert "sphinx-mathjax-offline" in config["sphinx"]["extra_extensions"]
     constraints = (ROOT / "requirements" / "constraints.txt").read_text(encoding="utf8")

@@ -1,6 +1,8 @@
-"""The encoder-decoder twins of attnbook.seq2seq: shapes, attention over unpadded inputs, torch == TF, training.
+"""The encoder-decoder twins of attnbook.seq2seq: shapes, attention over unpadded
+inputs, torch == TF, training.
 
-The TensorFlow checks run once, in a module fixture, and the tests read their results.
+The TensorFlow checks run once, in a module fixture, and the tests read their
+results.
 """
 
 import inspect
@@ -38,7 +40,10 @@ def test_init_imports_no_framework():
 def test_reverse_index_reverses_the_unpadded_part_only():
     rev = seq2seq.reverse_index(np.array([3, 1, 5]), 5)
     assert rev.tolist() == [[2, 1, 0, 3, 4], [0, 1, 2, 3, 4], [4, 3, 2, 1, 0]]
-    assert np.array_equal(np.take_along_axis(rev, rev, 1), np.tile(np.arange(5), (3, 1)))   # its own inverse
+    # its own inverse
+    assert np.array_equal(
+        np.take_along_axis(rev, rev, 1), np.tile(np.arange(5), (3, 1))
+    )
 
 
 def test_epoch_batches_group_by_target_length(data):
@@ -48,7 +53,8 @@ def test_epoch_batches_group_by_target_length(data):
     assert len(seen) == len(set(seen.tolist()))
     for idx, w_src, w_tgt in batches:
         assert len(idx) == 8 and src_len[idx].max() <= w_src
-        assert np.all(tgt[idx, w_tgt:] == 0) and np.all(tgt[idx, w_tgt - 1] != 0)   # one target length per batch
+        # one target length per batch
+        assert np.all(tgt[idx, w_tgt:] == 0) and np.all(tgt[idx, w_tgt - 1] != 0)
 
 
 def test_exact_match():
@@ -62,7 +68,9 @@ def test_shapes_and_attention_weights(data, attention):
     pairs, sv, tv, src, src_len, tgt = data
     model = S.Seq2Seq(len(sv), len(tv), attention=attention, **SMALL)
     s, sl, t = _tensors(src, src_len, tgt)
-    logits, weights = model(s.to(model.device), sl.to(model.device), t[:, :-1].to(model.device))
+    logits, weights = model(
+        s.to(model.device), sl.to(model.device), t[:, :-1].to(model.device)
+    )
     assert logits.shape == (len(pairs), tgt.shape[1] - 1, len(tv))
     tokens, w_greedy = model.greedy_decode(s.to(model.device), sl.to(model.device), 7)
     assert tokens.shape == (len(pairs), 7) and tokens.dtype == torch.int64
@@ -74,19 +82,24 @@ def test_shapes_and_attention_weights(data, attention):
         w = w.detach().cpu().numpy()
         assert w.shape[:1] == (len(pairs),) and w.shape[2] == src.shape[1]
         real = np.arange(src.shape[1])[None, None, :] < src_len[:, None, None]
-        assert np.all(w[~np.broadcast_to(real, w.shape)] == 0)                   # nothing on padding
-        assert np.allclose(w.sum(-1), 1, atol=1e-5) and np.all(w >= 0)           # a distribution over the input
+        assert np.all(w[~np.broadcast_to(real, w.shape)] == 0)  # nothing on padding
+        # a distribution over the input
+        assert np.allclose(w.sum(-1), 1, atol=1e-5) and np.all(w >= 0)
 
 
 def test_padding_does_not_change_the_translation(data):
-    """Extra PAD columns change neither logits nor weights (the backward GRU starts at the last real character)."""
+    """Extra PAD columns change neither logits nor weights (the backward GRU starts
+    at the last real character)."""
     _, sv, tv, src, src_len, tgt = data
     model = S.Seq2Seq(len(sv), len(tv), **SMALL)
     wide = np.concatenate([src, np.zeros((len(src), 6), np.int64)], axis=1)
     a = model(*[x.to(model.device) for x in _tensors(src, src_len, tgt[:, :-1])])
     b = model(*[x.to(model.device) for x in _tensors(wide, src_len, tgt[:, :-1])])
     assert torch.allclose(a[0], b[0], atol=1e-5)
-    assert torch.allclose(a[1], b[1][..., :src.shape[1]], atol=1e-6) and b[1][..., src.shape[1]:].abs().max() == 0
+    assert (
+        torch.allclose(a[1], b[1][..., : src.shape[1]], atol=1e-6)
+        and b[1][..., src.shape[1] :].abs().max() == 0
+    )
 
 
 def test_params_round_trip_and_seed():
@@ -106,12 +119,19 @@ def test_params_round_trip_and_seed():
 def test_training_reduces_the_loss(data):
     _, sv, tv, src, src_len, tgt = data
     model = S.Seq2Seq(len(sv), len(tv), **SMALL)
-    hist = S.train(model, src, src_len, tgt, epochs=4, batch_size=16, lr=1e-2, desc=None)
+    hist = S.train(
+        model, src, src_len, tgt, epochs=4, batch_size=16, lr=1e-2, desc=None
+    )
     first, last = np.mean(hist["loss"][:3]), np.mean(hist["loss"][-3:])
     assert last < 0.8 * first, (first, last)
-    preds, weights = S.translate(model, ["21.11.26", "from 1 May 2001 to 3 May 2001"], sv, tv)
+    preds, weights = S.translate(
+        model, ["21.11.26", "from 1 May 2001 to 3 May 2001"], sv, tv
+    )
     assert len(preds) == 2 and all(isinstance(p, str) for p in preds)
-    assert weights[0].shape[0] in (len(preds[0]), len(preds[0]) + 1) and weights[0].shape[1] == len("21.11.26") + 1
+    assert (
+        weights[0].shape[0] in (len(preds[0]), len(preds[0]) + 1)
+        and weights[0].shape[1] == len("21.11.26") + 1
+    )
 
 
 _TF_SCRIPT = textwrap.dedent("""
@@ -131,7 +151,7 @@ _TF_SCRIPT = textwrap.dedent("""
         params = {k: v + 0.3 * rng.standard_normal(v.shape).astype(np.float32) for k, v in pt.get_params().items()}
         pt.set_params(params)
         tfm = T.Seq2Seq(len(sv), len(tv), attention=att, seed=99, **small)
-        tfm.set_params(pt.get_params())                                   # transfer torch -> TF
+        tfm.set_params(pt.get_params())  # transfer torch -> TF
         lt, wt = pt(*[torch.as_tensor(a, device=pt.device) for a in (src, sl, tgt[:, :-1])])
         lf, wf = tfm(tf.constant(src), tf.constant(sl), tf.constant(tgt[:, :-1]))
         gt, _ = pt.greedy_decode(*[torch.as_tensor(a, device=pt.device) for a in (src, sl)], 12)
@@ -171,7 +191,8 @@ def tf_results():
 @pytest.mark.parametrize("attention", ["True", "False"])
 def test_torch_and_tensorflow_agree_given_the_same_weights(tf_results, attention):
     r = tf_results[attention]
-    assert r["round_trip"] == 0.0                       # get_params(set_params(p)) == p, gate reordering included
+    # get_params(set_params(p)) == p, gate reordering included
+    assert r["round_trip"] == 0.0
     assert r["logits"] < 1e-5 * max(1.0, r["scale"]), r
     assert r["greedy_equal"]
     if attention == "True":
@@ -192,6 +213,10 @@ def test_twins_have_the_same_signatures(tf_results):
 
 def test_tensorflow_training_reduces_the_loss(tf_results):
     assert tf_results["loss_last"] < 0.8 * tf_results["loss_first"], tf_results
-    # One row per decoder step: the prediction's characters, plus EOS unless decoding stopped at the length limit.
+    # One row per decoder step: the prediction's characters, plus EOS unless decoding
+    # stopped at the length limit.
     rows, cols = tf_results["tf_weights_shape"]
-    assert rows in (tf_results["tf_pred_len"], tf_results["tf_pred_len"] + 1) and cols == len("21.11.26") + 1
+    assert (
+        rows in (tf_results["tf_pred_len"], tf_results["tf_pred_len"] + 1)
+        and cols == len("21.11.26") + 1
+    )

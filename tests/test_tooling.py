@@ -1,5 +1,6 @@
-"""The contributor tooling agrees with itself: ruff's configuration, its pinned version, the pre-commit hook, the
-Makefile targets, and GitHub Actions pinned by commit."""
+"""The contributor tooling agrees with itself: ruff's configuration, its pinned
+version, the pre-commit hook, the Makefile targets, and GitHub Actions pinned by
+commit."""
 
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def _pin_actions():
 def test_pin_actions_finds_every_uses_line():
     pin = _pin_actions()
     text = (
-        "steps:\n  - uses: actions/checkout@v4\n  - uses: pypa/gh-action-pypi-publish@release/v1\n"
+        "steps:\n  - uses: actions/checkout@v4\n  - uses: "
+        "pypa/gh-action-pypi-publish@release/v1\n"
         f"  - uses: actions/cache@{'a' * 40} # v4\n"
     )
     assert pin.unpinned(text) == [

@@ -1,6 +1,8 @@
-"""attnbook.vit: the Vision Transformer twins agree with each other, attend correctly, and learn.
+"""attnbook.vit: the Vision Transformer twins agree with each other, attend
+correctly, and learn.
 
-Sizes are tiny (8x8 images, width 16, one or two blocks) so that the whole file runs in seconds.
+Sizes are tiny (8x8 images, width 16, one or two blocks) so that the whole file runs
+in seconds.
 """
 
 import subprocess
@@ -22,7 +24,9 @@ FRAMEWORKS = ("torch", "tensorflow")
 
 
 def build(framework, **kwargs):
-    return (vt if framework == "torch" else vtf).VisionTransformer(**{**SMALL, **kwargs})
+    return (vt if framework == "torch" else vtf).VisionTransformer(
+        **{**SMALL, **kwargs}
+    )
 
 
 def run(model, images, return_weights=False):
@@ -41,14 +45,19 @@ def run(model, images, return_weights=False):
 
 
 def noisy_params(cfg, seed=1):
-    """The seeded initial parameters plus noise everywhere, so that biases, norms and positions all matter."""
+    """The seeded initial parameters plus noise everywhere, so that biases, norms and
+    positions all matter."""
     rng = np.random.default_rng(seed)
-    return {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in vit.init_params(cfg).items()}
+    return {
+        k: (v + 0.1 * rng.standard_normal(v.shape)).astype(np.float32)
+        for k, v in vit.init_params(cfg).items()
+    }
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
-    """These models are tiny: one thread is as fast, and immune to oversubscribed CI machines."""
+    """These models are tiny: one thread is as fast, and immune to oversubscribed CI
+    machines."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -61,8 +70,11 @@ def images():
 
 
 def test_import_needs_no_framework():
-    code = ("import sys, attnbook.vit, attnbook.datasets.digits; "
-            "assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules, sorted(sys.modules)")
+    code = (
+        "import sys, attnbook.vit, attnbook.datasets.digits; "
+        "assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules, "
+        "sorted(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -73,10 +85,11 @@ def test_shapes_and_weights_are_distributions(framework, images):
     assert logits.shape == (6, 10)
     assert len(weights) == SMALL["num_layers"]
     for w in weights:
-        assert w.shape == (6, SMALL["num_heads"], 17, 17)             # L = 16 patches + [CLS]
+        assert w.shape == (6, SMALL["num_heads"], 17, 17)  # L = 16 patches + [CLS]
         assert np.all(w >= 0)
         np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(run(model, images), logits, atol=1e-5)  # the fused path (no weights) agrees
+    # the fused path (no weights) agrees
+    np.testing.assert_allclose(run(model, images), logits, atol=1e-5)
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -84,22 +97,35 @@ def test_param_names_and_model_patchify(framework, images):
     model = build(framework)
     shapes = vit.param_shapes(model.config)
     got = model.get_params()
-    assert list(got) == list(shapes) if framework == "tensorflow" else sorted(got) == sorted(shapes)
+    assert (
+        list(got) == list(shapes)
+        if framework == "tensorflow"
+        else sorted(got) == sorted(shapes)
+    )
     assert all(got[k].shape == shapes[k] for k in shapes)
-    trainable = model.parameters() if framework == "torch" else model.trainable_variables
-    assert sum(int(np.prod(p.shape)) for p in trainable) == sum(int(np.prod(s)) for s in shapes.values())
-    patches = model.patchify(torch.as_tensor(images) if framework == "torch" else tf.constant(images))
+    trainable = (
+        model.parameters() if framework == "torch" else model.trainable_variables
+    )
+    assert sum(int(np.prod(p.shape)) for p in trainable) == sum(
+        int(np.prod(s)) for s in shapes.values()
+    )
+    patches = model.patchify(
+        torch.as_tensor(images) if framework == "torch" else tf.constant(images)
+    )
     np.testing.assert_array_equal(np.asarray(patches), digits.patchify(images, 2))
 
 
 @pytest.mark.parametrize("position", vit.POSITIONS)
 def test_torch_and_tensorflow_give_the_same_logits(position, images):
-    mt, mf = build("torch", position=position, seed=2), build("tensorflow", position=position, seed=2)
+    mt, mf = (
+        build("torch", position=position, seed=2),
+        build("tensorflow", position=position, seed=2),
+    )
     # The same seed builds the same network in both frameworks...
     lt, wt = run(mt, images, return_weights=True)
     lf, wf = run(mf, images, return_weights=True)
     np.testing.assert_allclose(lt, lf, atol=1e-5)
-    for a, b in zip(wt, wf):
+    for a, b in zip(wt, wf, strict=False):
         np.testing.assert_allclose(a, b, atol=1e-5)
     # ... and parameters moved across give the same logits both ways.
     params = noisy_params(mt.config)
@@ -109,7 +135,8 @@ def test_torch_and_tensorflow_give_the_same_logits(position, images):
     back = build("torch", position=position, seed=7)
     back.set_params(mf.get_params())
     np.testing.assert_allclose(run(back, images), run(mt, images), atol=1e-5)
-    assert np.abs(run(mt, images) - lt).max() > 1e-2                 # the new parameters did change the output
+    # the new parameters did change the output
+    assert np.abs(run(mt, images) - lt).max() > 1e-2
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -121,9 +148,10 @@ def test_without_positions_the_model_ignores_patch_order(framework, images):
     assert not np.allclose(shuffled, images)
     logits, weights = run(model, images, return_weights=True)
     logits_s, weights_s = run(model, shuffled, return_weights=True)
-    np.testing.assert_allclose(logits_s, logits, atol=1e-4)           # invariant: [CLS] sees a set of patches
-    tokens = np.concatenate([[0], perm + 1])                          # [CLS] stays token 0
-    for w, w_s in zip(weights, weights_s):
+    # invariant: [CLS] sees a set of patches
+    np.testing.assert_allclose(logits_s, logits, atol=1e-4)
+    tokens = np.concatenate([[0], perm + 1])  # [CLS] stays token 0
+    for w, w_s in zip(weights, weights_s, strict=False):
         # equivariant: shuffled token i is original token tokens[i], so A' = P A P^T
         np.testing.assert_allclose(w_s, w[:, :, tokens][:, :, :, tokens], atol=1e-5)
 
@@ -138,7 +166,8 @@ def test_with_positions_patch_order_matters(position, images):
 
 
 def test_training_reduces_the_loss_in_both_frameworks_alike():
-    """Same parameters, batches and recipe: the two training loops take (nearly) the same steps, and learn."""
+    """Same parameters, batches and recipe: the two training loops take (nearly) the
+    same steps, and learn."""
     data = digits.load(seed=0)
     x, y = data.x_train[:256], data.y_train[:256]
     mt, mf = build("torch", seed=4), build("tensorflow", seed=4)
@@ -147,16 +176,22 @@ def test_training_reduces_the_loss_in_both_frameworks_alike():
     for history in (ht, hf):
         assert len(history["loss"]) == 5 and history["seconds"] > 0
         assert history["loss"][-1] < 0.8 * history["loss"][0], history["loss"]
-    # Float round-off differs between the frameworks and Adam amplifies it a little, step after step.
+    # Float round-off differs between the frameworks and Adam amplifies it a little,
+    # step after step.
     np.testing.assert_allclose(ht["loss"], hf["loss"], atol=2e-3)
     np.testing.assert_allclose(run(mt, x[:16]), run(mf, x[:16]), atol=1e-2)
-    assert vt.evaluate(mt, x, y) > 0.3 and vtf.evaluate(mf, x, y) > 0.3      # 10 classes: chance is 0.1
+    # 10 classes: chance is 0.1
+    assert vt.evaluate(mt, x, y) > 0.3 and vtf.evaluate(mf, x, y) > 0.3
 
 
 def test_bad_arguments_raise_the_same_errors():
-    for kwargs, match in ((dict(position="rope"), "position"), (dict(patch_size=3), "divide"),
-                          (dict(num_heads=3), "divide"), (dict(dropout=1.0), "dropout"),
-                          (dict(d_model=0), "positive")):
+    for kwargs, match in (
+        (dict(position="rope"), "position"),
+        (dict(patch_size=3), "divide"),
+        (dict(num_heads=3), "divide"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(d_model=0), "positive"),
+    ):
         for framework in FRAMEWORKS:
             with pytest.raises(ValueError, match=match):
                 build(framework, **kwargs)
@@ -170,14 +205,16 @@ def test_bad_arguments_raise_the_same_errors():
 
 def test_attention_rollout():
     rng = np.random.default_rng(0)
-    layers = [rng.dirichlet(np.ones(5), size=(2, 3, 5)) for _ in range(3)]     # (B, H, L, L), rows sum to 1
+    # (B, H, L, L), rows sum to 1
+    layers = [rng.dirichlet(np.ones(5), size=(2, 3, 5)) for _ in range(3)]
     r = vit.attention_rollout(layers)
     assert r.shape == (2, 5, 5)
     np.testing.assert_allclose(r.sum(-1), 1.0, atol=1e-12)
     one = vit.attention_rollout(layers[:1], residual=False)
     np.testing.assert_allclose(one, layers[0].mean(axis=1), atol=1e-12)
     a = [0.5 * (w.mean(axis=1) + np.eye(5)) for w in layers]
-    np.testing.assert_allclose(r, a[2] @ a[1] @ a[0], atol=1e-12)             # later layers multiply from the left
+    # later layers multiply from the left
+    np.testing.assert_allclose(r, a[2] @ a[1] @ a[0], atol=1e-12)
     with pytest.raises(ValueError):
         vit.attention_rollout([])
 
@@ -188,14 +225,18 @@ def test_random_shift_and_schedule():
     np.testing.assert_array_equal(vit.random_shift(x, 0, rng), x)
     s = vit.random_shift(x, 1, rng, fill=0.0)
     assert s.shape == x.shape and s.dtype == x.dtype
-    for a, b in zip(x, s):                                                      # each is x moved by <= 1 pixel
+    for a, b in zip(x, s, strict=False):  # each is x moved by <= 1 pixel
         candidates = []
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
-                p = np.pad(a, 1)[1 + dy:9 + dy, 1 + dx:9 + dx]
+                p = np.pad(a, 1)[1 + dy : 9 + dy, 1 + dx : 9 + dx]
                 candidates.append(np.array_equal(p, b))
         assert any(candidates)
     lrs = [vit.learning_rate(t, 100, 1.0) for t in range(100)]
-    assert lrs[0] == pytest.approx(0.1) and max(lrs) == pytest.approx(1.0) and lrs[-1] < 0.01
+    assert (
+        lrs[0] == pytest.approx(0.1)
+        and max(lrs) == pytest.approx(1.0)
+        and lrs[-1] < 0.01
+    )
     assert [len(b) for b in vit.batches(10, 4, 0, 0)] == [4, 4, 2]
     assert sorted(np.concatenate(vit.batches(10, 4, 3, 0))) == list(range(10))

@@ -1,4 +1,5 @@
-"""``python -m attnbook.bench [--sizes 256,1024 --quick ...]``: run the benchmark suite (see ``--help``)."""
+"""``python -m attnbook.bench [--sizes 256,1024 --quick ...]``: run the benchmark
+suite (see ``--help``)."""
 
 from .suite import main
 
