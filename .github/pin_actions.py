@@ -1,11 +1,16 @@
-"""Pin every GitHub Action of .github/workflows/*.yml to the commit its tag or branch names today.
+"""Pin every GitHub Action of .github/workflows/*.yml to the commit its tag or branch
+names today.
 
-    python .github/pin_actions.py          # rewrite `uses: owner/repo@v4` as `uses: owner/repo@<sha> # v4`
-    python .github/pin_actions.py --check  # list the actions not pinned yet; exit 1 if there are any
+    # rewrite `uses: owner/repo@v4` as `uses: owner/repo@<sha> # v4`
+    python .github/pin_actions.py
+    # list the actions not pinned yet; exit 1 if there are any
+    python .github/pin_actions.py --check
 
-A tag can be moved to other code after the fact; a commit hash cannot. This needs network access (it asks GitHub
-with ``git ls-remote``), so run it on a machine that has it, review the diff, and commit it. To update later, put
-the tag back (``owner/repo@v5``) and run it again; Dependabot's "github-actions" ecosystem also keeps hashes current.
+A tag can be moved to other code after the fact; a commit hash cannot. This needs
+network access (it asks GitHub with ``git ls-remote``), so run it on a machine that
+has it, review the diff, and commit it. To update later, put the tag back
+(``owner/repo@v5``) and run it again; Dependabot's "github-actions" ecosystem also
+keeps hashes current.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ def unpinned(text):
 
 
 def resolve(action, ref):
-    """The commit that ``ref`` (a tag or a branch) of ``action``'s repository points to, peeled for annotated tags."""
+    """The commit that ``ref`` (a tag or a branch) of ``action``'s repository points
+    to, peeled for annotated tags."""
     owner, repo = action.split("/")[:2]
     out = subprocess.run(
         [
@@ -60,7 +66,8 @@ def pin(text):
     for line in text.splitlines(keepends=True):
         m = USES.match(line.rstrip("\n"))
         if m and not SHA.match(m["ref"]):
-            line = f"{m['head']}{m['action']}@{resolve(m['action'], m['ref'])} # {m['ref']}\n"
+            sha = resolve(m["action"], m["ref"])
+            line = f"{m['head']}{m['action']}@{sha} # {m['ref']}\n"
         lines.append(line)
     return "".join(lines)
 

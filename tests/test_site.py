@@ -571,13 +571,6 @@ def test_figures_are_sized_for_the_column(visits):
     assert not shrunk, f"figures shown at under half their width: {shrunk}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the code is not yet formatted to 88 columns: "
-    "`ruff format` (pyproject.toml) "
-    "comes in its own change; remove this marker "
-    "with it",
-)
 def test_code_fits_the_column(visits):
     """At 1280 x 800 no block of code scrolls sideways: 88 columns fit
     (book/_static/attnbook.css)."""

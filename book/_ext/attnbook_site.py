@@ -1,12 +1,16 @@
-"""Sphinx fixes for the attnbook website, loaded through ``sphinx.local_extensions`` in ``_config.yml``.
+"""Sphinx fixes for the attnbook website, loaded through ``sphinx.local_extensions``
+in ``_config.yml``.
 
-Inline scripts that extensions add after the HTML builder has started (sphinx-thebe's ``const THEBE_JS_URL = ...``,
-sphinx-togglebutton's selector) reach each page twice under Sphinx 7.4: once from the extension registry as
-``filename=''`` and once from the builder as ``filename=None``, which Sphinx's de-duplication treats as different
-files. The second ``const`` declaration is a SyntaxError in every reader's browser console (found by
-``tests/test_site.py``). This drops the repeated inline scripts from each page's context, keeping the first.
+Inline scripts that extensions add after the HTML builder has started (sphinx-thebe's
+``const THEBE_JS_URL = ...``, sphinx-togglebutton's selector) reach each page twice
+under Sphinx 7.4: once from the extension registry as ``filename=''`` and once from
+the builder as ``filename=None``, which Sphinx's de-duplication treats as different
+files. The second ``const`` declaration is a SyntaxError in every reader's browser
+console (found by ``tests/test_site.py``). This drops the repeated inline scripts
+from each page's context, keeping the first.
 
-It also makes the build log say what the build does (:func:`_report_and_quiet_kernels`): a line per notebook
+It also makes the build log say what the build does
+    (:func:`_report_and_quiet_kernels`): a line per notebook
 executed and per slow cell, and none of the kernels' own chatter.
 """
 
@@ -27,7 +31,9 @@ def _dedupe_inline_scripts(app, pagename, templatename, context, doctree):
     seen, kept = set(), []
     for script in scripts:
         filename = getattr(script, "filename", script) or ""
-        attributes = tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items()))
+        attributes = tuple(
+            sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())
+        )
         key = (filename, getattr(script, "priority", None), attributes)
         if not filename and key in seen:
             continue
@@ -37,15 +43,22 @@ def _dedupe_inline_scripts(app, pagename, templatename, context, doctree):
 
 
 def _coalesce_streams(outputs):
-    """Merge consecutive stream outputs of one name and apply carriage returns, as a terminal would show them.
+    """Merge consecutive stream outputs of one name and apply carriage returns, as a
+    terminal would show them.
 
-    myst-nb's own ``coalesce_streams`` (``nb_merge_streams``) puts a newline between the merged pieces, so a tqdm bar,
-    which writes ``"\\r<bar>"`` at every refresh, still shows one line per refresh. Here pieces are concatenated as
-    they arrived, and on each line only the text after its last carriage return survives: the bar's final state.
+    myst-nb's own ``coalesce_streams`` (``nb_merge_streams``) puts a newline between
+    the merged pieces, so a tqdm bar, which writes ``"\\r<bar>"`` at every refresh,
+    still shows one line per refresh. Here pieces are concatenated as
+    they arrived, and on each line only the text after its last carriage return
+        survives: the bar's final state.
     """
     merged, last = [], None
     for output in outputs or []:
-        if output.get("output_type") == "stream" and last is not None and last.get("name") == output.get("name"):
+        if (
+            output.get("output_type") == "stream"
+            and last is not None
+            and last.get("name") == output.get("name")
+        ):
             last["text"] += output["text"]
             continue
         merged.append(output)
@@ -57,23 +70,31 @@ def _coalesce_streams(outputs):
     return merged
 
 
-_RGX_CR = re.compile(r".*\r(?=[^\r]*\S)")     # everything up to the last \r that is followed by text
+_RGX_CR = re.compile(
+    r".*\r(?=[^\r]*\S)"
+)  # everything up to the last \r that is followed by text
 
 
 def _report_and_quiet_kernels(app):
-    """Keep the kernels' own output out of the build log, and report the notebooks' progress in it instead.
+    """Keep the kernels' own output out of the build log, and report the notebooks'
+    progress in it instead.
 
-    Without this the log holds, for every notebook executed, ipykernel's warning that the kernel "is running over
-    TCP without encryption" (jupyter-cache starts kernels on localhost TCP, jupyter_client's default) and the
-    start-up lines of TensorFlow's C++ runtime (oneDNN, CPU features; ``TF_CPP_MIN_LOG_LEVEL`` does not silence
-    the oneDNN one): both go to the kernel process's stderr, which is the build's terminal, and ipykernel echoes
-    there everything native code writes to file descriptor 2, besides putting it in the cell's output.
+    Without this the log holds, for every notebook executed, ipykernel's warning that
+    the kernel "is running over TCP without encryption" (jupyter-cache starts kernels
+    on localhost TCP, jupyter_client's default) and the start-up lines of
+    TensorFlow's C++ runtime (oneDNN, CPU features; ``TF_CPP_MIN_LOG_LEVEL`` does not
+    silence the oneDNN one): both go to the kernel process's stderr, which is the
+    build's terminal, and ipykernel echoes there everything native code writes to
+    file descriptor 2, besides putting it in the cell's output.
 
-    So the build's kernels write their stderr to ``_build/logs/kernels.log`` (a header line per notebook). Nothing
-    is lost: what cells write is in the executed notebooks (``_build/jupyter_execute``), and when a kernel fails,
-    the build log shows the end of that file. The log gains ``executing <page> (<n> code cells)`` before each
-    notebook runs (myst-nb then adds ``Executed notebook in ... seconds``) and a line for every cell that takes
-    longer than ``SLOW_CELL_S`` seconds, so a long notebook shows where it is.
+    So the build's kernels write their stderr to ``_build/logs/kernels.log`` (a
+    header line per notebook). Nothing
+    is lost: what cells write is in the executed notebooks
+        (``_build/jupyter_execute``), and when a kernel fails,
+    the build log shows the end of that file. The log gains ``executing <page> (<n>
+    code cells)`` before each notebook runs (myst-nb then adds ``Executed notebook in
+    ... seconds``) and a line for every cell that takes longer than ``SLOW_CELL_S``
+    seconds, so a long notebook shows where it is.
     """
     import jupyter_cache.executors.utils as jc_utils
     from jupyter_client import AsyncKernelManager
@@ -85,7 +106,9 @@ def _report_and_quiet_kernels(app):
 
     class BuildKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw):
-            with open(log_path, "ab") as log:  # the kernel process keeps its own copy of the descriptor
+            with open(
+                log_path, "ab"
+            ) as log:  # the kernel process keeps its own copy of the descriptor
                 kw.setdefault("stderr", log)
                 return await super().start_kernel(**kw)
 
@@ -108,7 +131,9 @@ def _report_and_quiet_kernels(app):
             done[0] += 1
             seconds = time.monotonic() - started[0]
             if seconds > SLOW_CELL_S:
-                logger.info(f"  {page}: code cell {done[0]} of {n_code} took {seconds:.0f} s")
+                logger.info(
+                    f"  {page}: code cell {done[0]} of {n_code} took {seconds:.0f} s"
+                )
 
         kwargs.setdefault("kernel_manager_class", BuildKernelManager)
         kwargs.setdefault("on_cell_start", on_cell_start)
@@ -117,11 +142,16 @@ def _report_and_quiet_kernels(app):
             return execute(nb, **kwargs)
         except (CellExecutionError, CellTimeoutError):
             raise  # a cell failed: myst-nb prints its traceback
-        except BaseException:  # the kernel died or did not start: what it said is in the log
+        except (
+            BaseException
+        ):  # the kernel died or did not start: what it said is in the log
             with open(log_path, encoding="utf8", errors="replace") as log:
                 log.seek(start)
                 said = log.read().splitlines()[-40:]
-            logger.info(f"{page}: the kernel's stderr ({log_path}) ends with:\n" + "\n".join(said))
+            logger.info(
+                f"{page}: the kernel's stderr ({log_path}) ends with:\n"
+                + "\n".join(said)
+            )
             raise
 
     jc_utils.executenb = executenb
@@ -133,6 +163,7 @@ def setup(app):
 
     render.coalesce_streams = _coalesce_streams
     _report_and_quiet_kernels(app)
-    # Late priority: after the theme and extensions have put their scripts in the context.
+    # Late priority: after the theme and extensions have put their scripts in the
+    # context.
     app.connect("html-page-context", _dedupe_inline_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

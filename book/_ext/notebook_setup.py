@@ -1,21 +1,27 @@
 """Put the first two cells of every chapter notebook in the book's shape; idempotent.
 
-    .venv/bin/python book/_ext/notebook_setup.py          # rewrite book/*.ipynb in place
-    .venv/bin/python book/_ext/notebook_setup.py --check  # list the notebooks it would change
+    .venv/bin/python book/_ext/notebook_setup.py  # rewrite book/*.ipynb in place
+    # list the notebooks it would change
+    .venv/bin/python book/_ext/notebook_setup.py --check
 
-Run it after adding a chapter, after changing ``version`` in ``pyproject.toml`` (a release) and after changing
-``repository: url:`` in ``_config.yml``; ``tests/test_notebook_setup.py`` fails until it has been run.
+Run it after adding a chapter, after changing ``version`` in ``pyproject.toml`` (a
+release) and after changing ``repository: url:`` in ``_config.yml``;
+``tests/test_notebook_setup.py`` fails until it has been run.
 
-1. **The title comes first.** The markdown cell that opens with the chapter's ``# Title`` moves to the top, so
-   the web page starts with the title, not with the collapsed "Show code cell content" of the set-up cell.
-2. **The set-up cell is the first code cell**, and its text is generated here (not edited by hand): on Colab,
-   and only there, it installs the release of attnbook whose version ``pyproject.toml`` declares, from the git tag
-   ``v<version>`` of the repository ``_config.yml`` names. A tag, not a branch: a reader who opens a chapter on
-   Colab gets the package the book was built and tested with, not whatever ``main`` holds that day. (The release
-   workflow refuses a tag that differs from the version, so the tag and the PyPI release are the same commit.)
+# Title`` moves to the top, so
+1. **The title comes first.** The markdown cell that opens with the chapter's `` the
+   web page starts with the title, not with the collapsed "Show code cell content" of
+   the set-up cell.
+2. **The set-up cell is the first code cell**, and its text is generated here (not
+   edited by hand): on Colab, and only there, it installs the release of attnbook
+   whose version ``pyproject.toml`` declares, from the git tag ``v<version>`` of the
+   repository ``_config.yml`` names. A tag, not a branch: a reader who opens a
+   chapter on Colab gets the package the book was built and tested with, not whatever
+   ``main`` holds that day. (The release workflow refuses a tag that differs from the
+   version, so the tag and the PyPI release are the same commit.)
 
-Only those two cells change (a notebook without a set-up cell gets one); every other cell, its id and its
-metadata are kept byte for byte.
+Only those two cells change (a notebook without a set-up cell gets one); every other
+cell, its id and its metadata are kept byte for byte.
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ def _text(cell):
 
 
 def _lines(text):
-    """A cell's source as Jupyter writes it: a list of lines, each but the last ending in a newline."""
+    """A cell's source as Jupyter writes it: a list of lines, each but the last
+    ending in a newline."""
     return text.splitlines(keepends=True)
 
 
@@ -82,10 +89,12 @@ def _is_title(cell):
 
 
 def normalise(nb, version, url):
-    """Return ``nb`` (a notebook as parsed JSON) with its title first and its set-up cell second and current.
+    """Return ``nb`` (a notebook as parsed JSON) with its title first and its set-up
+    cell second and current.
 
-    A notebook without a set-up cell gets one (collapsed on the page: tag ``hide-cell``). Raises ``ValueError``
-    for a notebook without a markdown cell that opens with a ``# Title``.
+    A notebook without a set-up cell gets one (collapsed on the page: tag
+    ``hide-cell``). Raises ``ValueError`` for a notebook without a markdown cell that
+    opens with a ``# Title``.
     """
     cells = list(nb["cells"])
     title = next((i for i, c in enumerate(cells) if _is_title(c)), None)
@@ -113,12 +122,14 @@ def normalise(nb, version, url):
 
 
 def dumps(nb):
-    """The notebook as Jupyter writes it (one-space indent, UTF-8 unescaped, final newline)."""
+    """The notebook as Jupyter writes it (one-space indent, UTF-8 unescaped, final
+    newline)."""
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
 def run(paths, *, check=False, root=ROOT):
-    """Normalise each notebook of ``paths``; return the paths that changed (with ``check``: that would change)."""
+    """Normalise each notebook of ``paths``; return the paths that changed (with
+    ``check``: that would change)."""
     version, url = project_version(root), repository_url(root)
     changed = []
     for path in paths:
