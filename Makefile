@@ -27,13 +27,16 @@ $(STAMP): pyproject.toml $(REQUIREMENTS)
 book: venv
 	$(BIN)/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
 
-# One run: the package tests under tests/ and every notebook under book/ (nbval-lax: a notebook
-# passes when every cell runs without error; outputs are not compared). --nbval-current-env runs
-# the notebooks in $(VENV) whatever kernel their metadata names. tests/test_site.py drives headless
-# Chromium over the built site in _build/html (building it first if a page is missing); without a
-# Chromium it skips, unless CI=true. Its screenshots land in _build/screenshots/.
+# Every test, in two runs: the package tests under tests/ on every core (pytest-xdist), then, one at
+# a time, every notebook under book/ (nbval-lax: a notebook passes when every cell runs without
+# error; outputs are not compared; one at a time because some pages time code and assert its
+# scaling) and tests/test_site.py. --nbval-current-env runs the notebooks in $(VENV) whatever kernel
+# their metadata names. tests/test_site.py drives headless Chromium over the built site in
+# _build/html (building it first if a page is missing); without a Chromium it skips, unless CI=true.
+# Its screenshots land in _build/screenshots/.
 test: venv
-	$(BIN)/python -m pytest -p no:cacheprovider tests book --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider tests -n auto --ignore=tests/test_site.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider book tests/test_site.py --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
 # The quick loop while editing the package: tests/ only, on every core (pytest-xdist), without the notebooks
 # and without the browser test of the built site (tests/test_site.py).
