@@ -57,13 +57,13 @@ def _cuda_sync():
 def interleaved_medians(fns, sizes, repeats=7, warmup=True, cuda=False):
     """Median seconds of ``fns[name](n)`` for every name and size ``n``.
 
-    Each repeat visits every size and every function once, so that a burst of load from
-    other programs on a shared machine hits all of them alike instead of spoiling one
-    point. On a CPU the clock is this process's CPU time (``time.process_time``), which
-    does not count the time other programs ran; with ``cuda=True`` it is the wall clock,
-    read after synchronising the GPU, because GPU kernels run asynchronously. ``warmup``
-    first calls each function once per size, untimed (first calls allocate memory and
-    pick kernels).
+    Each repeat visits every size and every function once, so that a burst of load
+    from other programs on a shared machine hits all of them alike instead of
+    spoiling one point. On a CPU the clock is this process's CPU time
+    (``time.process_time``), which does not count the time other programs ran; with
+    ``cuda=True`` it is the wall clock, read after synchronising the GPU, because GPU
+    kernels run asynchronously. ``warmup`` first calls each function once per size,
+    untimed (first calls allocate memory and pick kernels).
 
     Returns:
         ``{name: array of medians, one per size}``.
