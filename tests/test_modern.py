@@ -797,3 +797,33 @@ def test_one_sided_windows_without_mask_or_bias(backend, window, causal):
                 align=align,
             )
             np.testing.assert_allclose(backend.to_numpy(got), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("lk, path", [(2048, "_fused"), (2100, "_flash_grouped")])
+def test_torch_window_goes_to_the_kernel_as_a_mask_up_to_2_22_scores(lk, path):
+    """A window with a left edge is a mask for PyTorch's kernel while the call has at
+    most 2**22 scores (2 heads x 1024 x 2048 is exactly that), and the tiled path above;
+    both give the oracle's output, bottom-right aligned, with a look-ahead."""
+    torch = pytest.importorskip("torch")
+    from unittest import mock
+
+    import attnbook.torch as at
+
+    rng = np.random.default_rng(7)
+    q, k, v = (
+        rng.standard_normal((1, 2, n, 16)).astype(np.float32) for n in (1024, lk, lk)
+    )
+    window = (300, 2)
+    taken = {}
+    with (
+        mock.patch.object(at, "_fused", wraps=at._fused) as fused,
+        mock.patch.object(at, "_flash_grouped", wraps=at._flash_grouped) as tiled,
+    ):
+        out = at.scaled_dot_product_attention(
+            *map(torch.from_numpy, (q, k, v)), window=window, align="bottom_right"
+        )
+        taken = {"_fused": fused.called, "_flash_grouped": tiled.called}
+    assert taken == {name: name == path for name in taken}
+    allowed = oracle.allowed(1024, lk, window=window, align="bottom_right")
+    want, _ = oracle.scaled_dot_product_attention(q, k, v, mask=allowed)
+    np.testing.assert_allclose(out.numpy(), want, atol=2e-5, rtol=1e-4)
