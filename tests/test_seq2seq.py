@@ -220,3 +220,18 @@ def test_tensorflow_training_reduces_the_loss(tf_results):
         rows in (tf_results["tf_pred_len"], tf_results["tf_pred_len"] + 1)
         and cols == len("21.11.26") + 1
     )
+
+
+def test_training_batches_are_the_epochs_of_one_generator():
+    # Every training loop draws its batches here: epoch after epoch of epoch_batches
+    # from one generator seeded once, the same for every twin and model.
+    from attnbook.seq2seq import epoch_batches, training_batches
+
+    src_lengths = np.array([3, 5, 4, 6, 2, 5, 7, 3])
+    tgt = np.array([[1, 4, 2, 0]] * 5 + [[1, 4, 4, 2]] * 3)
+    rng = np.random.default_rng(3)
+    want = [b for _ in range(2) for b in epoch_batches(src_lengths, tgt, 2, rng)]
+    got = training_batches(src_lengths, tgt, 2, 2, 3)
+    assert len(got) == len(want) == 6
+    for (i, s, t), (j, s2, t2) in zip(got, want, strict=True):
+        assert np.array_equal(i, j) and (s, t) == (s2, t2)

@@ -44,6 +44,7 @@ __all__ = [
     "init_params",
     "reverse_index",
     "epoch_batches",
+    "training_batches",
     "exact_match",
     "crop_translations",
     "DEFAULTS",
@@ -210,6 +211,19 @@ def epoch_batches(src_lengths, tgt, batch_size, rng, pad_id=0):
         ]
     order = rng.permutation(len(batches))
     return [batches[i] for i in order]
+
+
+def training_batches(src_lengths, tgt, batch_size, epochs, seed):
+    """The batches of a whole training run: ``epochs`` epochs of
+    :func:`epoch_batches`, drawn from one generator seeded with ``seed``, so that
+    every training loop (both twins, GRU or Transformer) sees the same batches in
+    the same order for one seed."""
+    rng = np.random.default_rng(seed)
+    return [
+        b
+        for _ in range(epochs)
+        for b in epoch_batches(src_lengths, tgt, batch_size, rng)
+    ]
 
 
 def exact_match(predictions, targets):

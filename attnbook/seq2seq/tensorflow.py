@@ -25,10 +25,10 @@ from . import (
     check_training,
     check_translation,
     crop_translations,
-    epoch_batches,
     exact_match,
     init_params,
     param_shapes,
+    training_batches,
 )
 
 __all__ = ["Seq2Seq", "train", "translate", "evaluate", "exact_match"]
@@ -343,7 +343,6 @@ def train(
         seed=seed,
         desc=desc,
     )
-    rng = np.random.default_rng(seed)
     opt = keras.optimizers.Adam(learning_rate=lr, global_clipnorm=clip)
 
     @tf.function
@@ -355,11 +354,7 @@ def train(
         opt.apply_gradients(zip(grads, model.trainable_variables, strict=False))
         return loss
 
-    steps = [
-        b
-        for _ in range(epochs)
-        for b in epoch_batches(src_lengths, tgt, batch_size, rng)
-    ]
+    steps = training_batches(src_lengths, tgt, batch_size, epochs, seed)
     losses, start = [], time.perf_counter()
     bar = tqdm(steps, desc=desc, disable=desc is None, mininterval=2.0, ncols=80)
     for i, (idx, src_width, tgt_width) in enumerate(bar):

@@ -24,10 +24,10 @@ from . import (
     check_training,
     check_translation,
     crop_translations,
-    epoch_batches,
     exact_match,
     init_params,
     param_shapes,
+    training_batches,
 )
 
 __all__ = ["Seq2Seq", "train", "translate", "evaluate", "exact_match"]
@@ -308,14 +308,9 @@ def train(
         seed=seed,
         desc=desc,
     )
-    rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     src_t, len_t, tgt_t = _tensors(model.device, src, src_lengths, tgt)
-    steps = [
-        b
-        for _ in range(epochs)
-        for b in epoch_batches(src_lengths, tgt, batch_size, rng)
-    ]
+    steps = training_batches(src_lengths, tgt, batch_size, epochs, seed)
     losses, start = [], time.perf_counter()
     model.train()
     bar = tqdm(steps, desc=desc, disable=desc is None, mininterval=2.0, ncols=80)

@@ -844,12 +844,7 @@ def train_seq2seq(
         seed=seed,
         desc=desc,
     )
-    rng = np.random.default_rng(seed)
-    steps = [
-        b
-        for _ in range(epochs)
-        for b in seq2seq.epoch_batches(src_lengths, tgt, batch_size, rng)
-    ]
+    steps = seq2seq.training_batches(src_lengths, tgt, batch_size, epochs, seed)
     tf.random.set_seed(seed)
     opt = keras.optimizers.AdamW(
         learning_rate=lr, weight_decay=weight_decay, epsilon=1e-8

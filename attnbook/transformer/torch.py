@@ -838,12 +838,7 @@ def train_seq2seq(
         seed=seed,
         desc=desc,
     )
-    rng = np.random.default_rng(seed)
-    steps = [
-        b
-        for _ in range(epochs)
-        for b in seq2seq.epoch_batches(src_lengths, tgt, batch_size, rng)
-    ]
+    steps = seq2seq.training_batches(src_lengths, tgt, batch_size, epochs, seed)
     torch.manual_seed(seed)
     opt = _optimizer(model, lr, weight_decay)
     device = model.device
