@@ -226,8 +226,8 @@ def additive_attention(
     Lk * da``. {common}
     Raises:
         TypeError / ValueError: as :func:`scaled_dot_product_attention`, and for
-            parameters whose shape does
-        not match ``dq``, ``dk`` or each other's hidden size ``da``.
+            parameters whose shape does not match ``dq``, ``dk`` or each other's hidden
+            size ``da``.
     """
 
 
@@ -314,9 +314,8 @@ def multi_head_attention(
     {common}
     Raises:
         TypeError / ValueError: as :func:`scaled_dot_product_attention`, and when
-            ``params`` misses a key, has an
-        unknown key or a wrongly shaped entry, or ``num_heads`` does not divide
-        ``D``.
+            ``params`` misses a key, has an unknown key or a wrongly shaped entry, or
+            ``num_heads`` does not divide ``D``.
     """
 
 
@@ -340,17 +339,16 @@ def flash_attention(
     """Exact scaled dot-product attention computed tile by tile with the online
     softmax, in O(Lq * d) extra memory.
 
-    The same result as :func:`scaled_dot_product_attention` (without dropout), but
-    the ``(..., Lq, Lk)`` score
-    matrix is never materialised: queries and keys are processed in blocks of
-        ``block_size``, and each query block
-    keeps a running maximum ``m``, a running normaliser ``l`` and an unnormalised
-    output ``acc`` that are rescaled by ``exp(m_old - m_new)`` whenever a new key
-    block raises the maximum (Milakov & Gimelshein, 2018; the block recurrence of
-    FlashAttention-2). Each query block computes only the keys that ``causal``,
-    ``window`` and ``align`` let one of its rows see, so a causal call does about
-    half the work and a sliding window of ``w`` keys costs ``O(Lq * w)``, not ``O(Lq
-    * Lk)``; the sink joins at the end, through the log-sum-exp.
+    The same result as :func:`scaled_dot_product_attention` (without dropout), but the
+    ``(..., Lq, Lk)`` score matrix is never materialised: queries and keys are processed
+    in blocks of ``block_size``, and each query block keeps a running maximum ``m``, a
+    running normaliser ``l`` and an unnormalised output ``acc`` that are rescaled by
+    ``exp(m_old - m_new)`` whenever a new key block raises the maximum (Milakov &
+    Gimelshein, 2018; the block recurrence of FlashAttention-2). Each query block
+    computes only the keys that ``causal``, ``window`` and ``align`` let one of its rows
+    see, so a causal call does about half the work and a sliding window of ``w`` keys
+    costs ``O(Lq * w)``, not ``O(Lq * Lk)``; the sink joins at the end, through the
+    log-sum-exp.
 
     Args:
         query, key, value, mask, bias, causal, window, align, enable_gqa, softcap,
@@ -369,10 +367,9 @@ def flash_attention(
     {common}{options}
     Raises:
         TypeError / ValueError: as :func:`scaled_dot_product_attention`, and for a
-            ``block_size`` that is not a
-        positive integer. Inside a TensorFlow graph the tiles are laid out when it is
-        traced, so ``Lq`` and ``Lk`` must be known then (the batch axes and ``d``
-        need not be).
+            ``block_size`` that is not a positive integer. Inside a TensorFlow graph the
+            tiles are laid out when it is traced, so ``Lq`` and ``Lk`` must be known
+            then (the batch axes and ``d`` need not be).
     """
 
 
@@ -404,12 +401,13 @@ def rotary_embedding(x, positions=None, *, base=10000.0, interleaved=False):
     """Rotary position embedding (RoPE, Su et al. 2021) of ``x (..., L, d)``, ``d``
     even.
 
-    Feature pair ``k`` (``k = 0 .. d/2 - 1``) of the vector at position ``p`` is
-    rotated by the angle ``p * base^(-2k/d)``. ``interleaved=False`` pairs feature
-    ``k`` with ``k + d/2`` ("rotate half": Llama, GPT-NeoX, Hugging Face's
-    ``apply_rotary_pos_emb``); ``interleaved=True`` pairs ``2k`` with ``2k + 1``
-    (RoFormer, GPT-J). Rotations compose, so ``<R_m q, R_n k> = <q, R_{n-m} k>``: a
-    dot product of rotated vectors depends only on the offset ``n - m``.
+    Feature pair ``r`` (``r = 0 .. d/2 - 1``) of the vector at position ``p`` is rotated
+    by the angle ``p * base^(-2r/d)``. ``interleaved=False`` pairs feature ``r`` with
+    ``r + d/2`` ("rotate half": GPT-NeoX, Hugging Face's Llama and
+    ``apply_rotary_pos_emb``); ``interleaved=True`` pairs ``2r`` with ``2r + 1``
+    (RoFormer, GPT-J, Meta's Llama code). Rotations compose, so ``<R_p q, R_p' k> = <q,
+    R_{p'-p} k>``: a dot product of rotated vectors depends only on the offset ``p' -
+    p``.
 
     Args:
         x: floating-point ``(..., L, d)``.

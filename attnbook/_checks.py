@@ -4,11 +4,10 @@ bench, plotting).
 The scalar checks of the core (:mod:`attnbook._spec`) do the numbers; this module
 adds what the applications need on
 top of them: the shape, dtype name and NumPy values of an array of any framework
-    (without importing a framework),
-integer id arrays, texts and random generators. Every check raises ``TypeError`` (the
-wrong kind of thing) or ``ValueError`` (the right kind, a bad value) with a message
-that names the argument, so that the framework twins of an application raise the same
-error for the same mistake.
+(without importing a framework), integer id arrays, texts and random generators. Every
+check raises ``TypeError`` (the wrong kind of thing) or ``ValueError`` (the right kind,
+a bad value) with a message that names the argument, so that the framework twins of an
+application raise the same error for the same mistake.
 """
 
 from __future__ import annotations

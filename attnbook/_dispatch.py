@@ -2,9 +2,8 @@
 framework.
 
 Like einops' backends: an array's type is looked up once and cached; torch and
-    TensorFlow are recognised only if
-the user has already imported them (they are in ``sys.modules``), so ``import
-attnbook`` stays NumPy-only.
+TensorFlow are recognised only if the user has already imported them (they are in
+``sys.modules``), so ``import attnbook`` stays NumPy-only.
 """
 
 from __future__ import annotations

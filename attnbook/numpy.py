@@ -273,15 +273,14 @@ def _sdpa_blocked(query, key, value, mask, bias, sink, plan, compute):
     """``softmax(q k^T * scale + bias) v`` when no weights are asked for: the fast
     path of the NumPy twin.
 
-    The same arithmetic as the explicit path, arranged for speed: the scale is folded
-        into ``q`` (``Lq * d``
-    multiplications instead of ``Lq * Lk``); queries go in blocks whose ``(..., bq,
-    Lk)`` scores fit in cache; the max is subtracted and ``exp`` taken in place; and
-    the normalisation divides the ``(bq, dv)`` output of the second matmul instead of
-    the ``(bq, Lk)`` weights. A block computes only the keys that causal/window let
-    one of its rows see (about half the work when causal with ``Lq == Lk``, ``O(Lq *
-    w)`` for a window of ``w``). The blocks run on every core at once (see
-    ``_each_block``).
+    The arithmetic of the explicit path (the scale folded into ``q`` in both: ``Lq * d``
+    multiplications instead of ``Lq * Lk``), arranged for speed: queries go in blocks
+    whose ``(..., bq, Lk)`` scores fit in cache; the max is subtracted and ``exp`` taken
+    in place; and the normalisation divides the ``(bq, dv)`` output of the second matmul
+    instead of the ``(bq, Lk)`` weights. A block computes only the keys that
+    causal/window let one of its rows see (about half the work when causal with ``Lq ==
+    Lk``, ``O(Lq * w)`` for a window of ``w``). The blocks run on every core at once
+    (see ``_each_block``).
     """
     # (..., Lq, d), a fresh copy
     q = query.astype(compute) * np.asarray(plan.scale, compute)

@@ -555,9 +555,8 @@ def explore(
     key's tooltip; the selected head's matrix; and every head of the layer as a small
     matrix (click one to select it). It is
     plain HTML, CSS and JavaScript in one piece: it works on a static web site, in
-        Jupyter and in Colab, offline,
-    without widgets or a server. Token text is inserted as text, never as markup, so
-    any token is safe.
+    Jupyter and in Colab, offline, without widgets or a server. Token text is inserted
+    as text, never as markup, so any token is safe.
     """
     w = _real("weights", to_numpy(weights))
     if w.ndim == 3:

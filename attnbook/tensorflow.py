@@ -344,9 +344,9 @@ def _sdpa_fast(q, k, v, mask, bias, sink, plan):
     """``softmax(q k^T * scale + bias) v`` when no weights are asked for: the fast
     path of the TensorFlow twin.
 
-    The same arithmetic as the explicit path, in fewer and fused kernels: the scale
-        is folded into ``q`` (``Lq * d``
-    multiplications instead of ``Lq * Lk``), queries go in blocks of a fixed number
+    The arithmetic of the explicit path (the scale folded into ``q`` in both: ``Lq *
+    d`` multiplications instead of ``Lq * Lk``), in fewer and fused kernels: queries
+    go in blocks of a fixed number
     of scores, each block sees only the keys causal/window let one of its rows see,
     and the softmax is TensorFlow's single multithreaded ``tf.nn.softmax``. Masked
     scores become ``-inf``, so that ``exp`` makes them exactly 0 whatever the allowed

@@ -309,10 +309,10 @@ def _fused(query, key, value, mask, bias, plan):
     """PyTorch's fused SDPA (flash / memory-efficient / C++ math kernels) with the
     contract's edge cases.
 
-    Leading axes are flattened into the kernel's 4-D ``(B, H, L, d)``; grouped heads
-    go to its ``enable_gqa`` (which does not repeat keys either); the causal/window
-    structure becomes a boolean mask, except the plain top-left causal case, which is
-    the kernel's own ``is_causal``.
+    Leading axes are flattened into the kernel's 4-D ``(B, H, L, d)``; grouped heads go
+    to its ``enable_gqa`` (the twin repeats no keys; PyTorch's math fallback does); the
+    causal/window structure becomes a boolean mask, except the plain top-left causal
+    case, which is the kernel's own ``is_causal``.
     """
     lead = plan.batch[:-1]
     q, k, v = (_as_4d(a, lead) for a in (query, key, value))

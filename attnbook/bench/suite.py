@@ -5,15 +5,14 @@ Method (what the numbers in ``results.json`` mean):
 
 * **Time**: for each size ``N`` (``Lq = Lk = N``) and framework, each implementation
   is called ``--warmup`` times and then the framework's implementations are called
-  round-robin ``--repeats`` times (impl 1, impl 2, ..., then
-  impl 2, ..., impl 1: the order rotates each repeat), so load from other processes
-      spreads over all of them alike.
-  The frameworks take turns as groups, warm-up included, so that one runtime's
+  round-robin ``--repeats`` times (impl 1, impl 2, ..., then impl 2, ..., impl 1: the
+  order rotates each repeat), so load from other processes spreads over all of them
+  alike. The frameworks take turns as groups, warm-up included, so that one runtime's
   spinning worker threads do not slow another's calls. A call shorter than 50 ms is
-  repeated inside each sample (``inner_calls`` times, from the last warm-up call's
-  time) and the sample divided by that count, so that millisecond calls are not timer
-  and scheduler noise. ``time_s`` is the median of the per-call samples. On CUDA each
-  call ends with a device synchronisation.
+  repeated inside each sample (``inner_calls`` times, from the last warm-up call's time)
+  and the sample divided by that count, so that millisecond calls are not timer and
+  scheduler noise. ``time_s`` is the median of the per-call samples. On CUDA each call
+  ends with a device synchronisation.
 * **Scenarios** (``--scenarios``, see ``scenarios.py``): square multi-head attention
   (the default), 32 heads with 8 or 1 key/value heads, a causal sliding window of 256
   keys, one query decoding against N keys, and the same numbers as 3-D and 5-D
@@ -37,10 +36,9 @@ Method (what the numbers in ``results.json`` mean):
   TensorFlow pools its freed CPU buffers, which hides them from the RSS, so it is
   asked
   instead: ``tf.config.experimental.get_memory_info("CPU:0")["peak"]`` after
-      ``reset_memory_stats`` ("tf_allocator").
+  ``reset_memory_stats`` ("tf_allocator").
   CUDA: ``max_memory_allocated`` (torch) or ``get_memory_info("GPU:0")["peak"]``
-      (TensorFlow) minus the memory in
-  use before the call ("cuda").
+  (TensorFlow) minus the memory in use before the call ("cuda").
 * **Error**: max absolute difference from a float64 NumPy reference computed in query
   blocks from the same (dtype-rounded) inputs.
 

@@ -14,11 +14,10 @@ Like real translation, the output is a *reordering* of information found in the 
 (the year comes last in most inputs and first in the output), some input words carry
 no information the output needs (weekday names, articles, "the ... of"), and the same
 meaning has many surface forms. Unlike real translation, every pair is
-correct by construction: weekday names are computed from the date, and two-digit
-    years are unambiguous because the
-dates lie in 1950-2049 (``yy < 50`` means 20yy, otherwise 19yy). Numeric formats are
-day-first (European), never the US month-first order, so that no input has two
-readings.
+correct by construction: weekday names are computed from the date, and two-digit years
+are unambiguous because the dates lie in 1950-2049 (``yy < 50`` means 20yy, otherwise
+19yy). Numeric formats are day-first (European), never the US month-first order, so that
+no input has two readings.
 
 Everything is deterministic given a seed and uses only the standard library and
 NumPy.

@@ -8,12 +8,11 @@ them with statistics of the training set only; :func:`patchify` cuts images into
 square patches, the "tokens" a Vision Transformer attends over, and
 :func:`unpatchify` glues them back.
 
-Patch order (used by the models in :mod:`attnbook.vit` and by every figure of the
-    book): patches are numbered in
-reading order, left to right along the top row of patches, then the next row, and so
-on, so patch ``n`` covers rows ``(n // (W/p)) * p ...`` and columns ``(n % (W/p)) * p
-...``. Inside a patch the ``p*p`` pixels are flattened in the same reading
-(row-major) order.
+Patch order (used by the models in :mod:`attnbook.vit` and by every figure of the book):
+patches are numbered in reading order, left to right along the top row of patches, then
+the next row, and so on, so patch ``n`` covers rows ``(n // (W/p)) * p ...`` and columns
+``(n % (W/p)) * p ...``. Inside a patch the ``p*p`` pixels are flattened in the same
+reading (row-major) order.
 """
 
 from __future__ import annotations

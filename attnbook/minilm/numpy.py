@@ -1,11 +1,9 @@
 """MiniLM's forward pass in NumPy, built on ``attnbook.numpy.multi_head_attention``.
 
 The twins ``attnbook.minilm.torch`` and ``attnbook.minilm.tensorflow`` have the same
-functions with the same
-arguments. Shapes: ``B`` batch, ``L`` tokens, ``D`` width (384), ``H`` heads (12),
-    ``F`` feed-forward width (1536).
-A BERT layer is post-norm: ``x = LayerNorm(x + Attention(x))``, then ``x =
-LayerNorm(x + FFN(x))``.
+functions with the same arguments. Shapes: ``B`` batch, ``L`` tokens, ``D`` width (384),
+``H`` heads (12), ``F`` feed-forward width (1536). A BERT layer is post-norm: ``x =
+LayerNorm(x + Attention(x))``, then ``x = LayerNorm(x + FFN(x))``.
 """
 
 from __future__ import annotations

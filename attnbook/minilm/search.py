@@ -4,9 +4,8 @@ by cosine, evaluate.
 Embeddings are L2-normalised, so the cosine similarity of two texts is the dot
 product of their embeddings; a query against a corpus is one matrix-vector product.
 Ranking the corpus by that score and keeping the top ``k`` is hard
-attention: the same ``q . k`` scores as attention, with a top-k in place of the
-    softmax. Results are NumPy arrays
-whatever framework computed the embeddings.
+attention: the same ``q . k`` scores as attention, with a top-k in place of the softmax.
+Results are NumPy arrays whatever framework computed the embeddings.
 
 The ranking metrics take ``k >= 1`` (``k = 0`` raises ``ValueError``) and a non-empty
 set of relevant ids: a query that no document answers has no precision, recall or

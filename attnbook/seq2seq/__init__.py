@@ -25,10 +25,9 @@ minute:
 both frameworks start from identical numbers, and ``get_params()`` / ``set_params()``
 move a trained model from one framework to the other. This module imports NumPy only.
 
-Shape letters: ``B`` batch, ``Lin`` source length (characters + EOS, padded),
-    ``Lout`` target steps, ``E`` embedding
-width, ``H`` GRU width, ``A`` attention hidden width, ``Vs`` / ``Vt`` source / target
-vocabulary sizes.
+Shape letters: ``B`` batch, ``Lin`` source length (characters + EOS, padded), ``Lout``
+target steps, ``E`` embedding width, ``H`` GRU width, ``A`` attention hidden width,
+``Vs`` / ``Vt`` source / target vocabulary sizes.
 """
 
 from __future__ import annotations

@@ -2,14 +2,13 @@
 TensorFlow.
 
 ``attnbook.vit.torch.VisionTransformer`` and
-``attnbook.vit.tensorflow.VisionTransformer`` take the same constructor arguments
-with the same defaults, hold parameters under the same names and shapes (see
+``attnbook.vit.tensorflow.VisionTransformer`` take the same constructor arguments with
+the same defaults, hold parameters under the same names and shapes (see
 :func:`param_shapes`), and exchange them as a flat dict of NumPy arrays with
-``get_params()`` / ``set_params()``: the same dict gives the same
-logits in both frameworks. This module holds what the twins share and needs NumPy
-    only: the parameter shapes and
-their seeded initialisation, the learning-rate schedule and batch order of the
-training loops, and attention rollout.
+``get_params()`` / ``set_params()``: the same dict gives the same logits in both
+frameworks. This module holds what the twins share and needs NumPy only: the parameter
+shapes and their seeded initialisation, the learning-rate schedule and batch order of
+the training loops, and attention rollout.
 
 The model, for images ``(B, H, W)`` cut into ``N = HW / p^2`` patches of ``p*p``
 pixels (reading order, as in
