@@ -394,26 +394,26 @@ def log2_ticks(ax, sizes):
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def plot_roofline(ax, pi, beta, points, measured=True, unit="GFLOP/s"):
-    """Draw the roofline ``min(pi, beta * I)`` on log-log axes, its ridge and points.
+def plot_roofline(ax, pi, bw, points, measured=True, unit="GFLOP/s"):
+    """Draw the roofline ``min(pi, bw * I)`` on log-log axes, its ridge and points.
 
-    ``pi`` is in FLOP/s, ``beta`` in bytes/s, ``points`` is ``{label: (I, FLOP/s)}``
-    with ``I`` in FLOPs per byte; rates are drawn in ``unit`` (GFLOP/s or TFLOP/s).
-    ``measured`` chooses the marker: circles for measured rates, squares for rates read
-    off the roof.
+    ``pi`` is the peak rate in FLOP/s, ``bw`` the bandwidth in bytes/s, ``points`` is
+    ``{label: (I, FLOP/s)}`` with ``I`` in FLOPs per byte; rates are drawn in ``unit``
+    (GFLOP/s or TFLOP/s). ``measured`` chooses the marker: circles for measured rates,
+    squares for rates read off the roof.
     """
     scale = {"GFLOP/s": 1e9, "TFLOP/s": 1e12}[unit]
-    ridge = pi / beta
+    ridge = pi / bw
     intensities = [i for i, _ in points.values()]
     x = np.geomspace(
         min([*intensities, ridge]) / 4, max([*intensities, ridge]) * 4, 200
     )
     ax.loglog(
-        x, np.minimum(pi, beta * x) / scale, "k-", lw=1.5, label="roof: min(π, β I)"
+        x, np.minimum(pi, bw * x) / scale, "k-", lw=1.5, label="roof: min(π, BW·I)"
     )
     ax.axvline(ridge, color="0.5", ls=":", lw=1)
     ax.annotate(
-        f"ridge π/β = {ridge:.3g}",
+        f"ridge π/BW = {ridge:.3g}",
         (ridge, pi / scale),
         xytext=(6, -14),
         textcoords="offset points",
