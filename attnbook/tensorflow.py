@@ -551,7 +551,7 @@ def _flash_tile_fused(s, vb, m, l, acc):
 
 def _merge(m, l, acc, m2, l2, acc2):
     """Two online-softmax states ``(max, sum, output)`` as one (the log-sum-exp merge
-    of chapter 8)."""
+    of the efficient-attention chapter)."""
     m_new = tf.stop_gradient(tf.maximum(m, m2))
     m_safe = tf.where(tf.math.is_inf(m_new) & (m_new < 0), tf.zeros_like(m_new), m_new)
     alpha, beta = tf.exp(m - m_safe), tf.exp(m2 - m_safe)

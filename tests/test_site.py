@@ -625,7 +625,7 @@ def test_every_character_has_a_glyph(visits):
     each distinct character of the site's text (math aside, which MathJax draws with
     its own web fonts) must be in the character map of an installed font. The book
     has
-    Chinese and Japanese text (chapter 6.1's dates, the errata's quoted comments):
+    Chinese and Japanese text (the translation section's dates, the errata's quoted comments):
         without a CJK font
     (`apt-get install fonts-noto-cjk`, as .ci/run does) this fails.
     """

@@ -6,7 +6,7 @@ to the fastest attention each framework ships (plain NumPy,
 ``keras.ops.dot_product_attention`` eager and under XLA), in one process with the
 implementations interleaved, and records time, GFLOP/s, the fraction of a same-run
 GEMM, peak extra memory and the error against a float64 reference. The results
-shipped with the package (``attnbook/data/bench/*.json``) are what chapter 8 plots:
+shipped with the package (``attnbook/data/bench/*.json``) are what chapter 11 plots:
 
 >>> from attnbook import bench
 >>> bench.list_results()                       # doctest: +SKIP
