@@ -814,7 +814,6 @@ def test_torch_window_goes_to_the_kernel_as_a_mask_up_to_2_22_scores(lk, path):
         rng.standard_normal((1, 2, n, 16)).astype(np.float32) for n in (1024, lk, lk)
     )
     window = (300, 2)
-    taken = {}
     with (
         mock.patch.object(at, "_fused", wraps=at._fused) as fused,
         mock.patch.object(at, "_flash_grouped", wraps=at._flash_grouped) as tiled,
